@@ -1,1 +1,12 @@
-pub fn hello() {}
+//! vstar-nn: the Stable-Diffusion-family models (UNet, VAE, CLIP text), their configs and
+//! weight loading, the tokenizer, and the two extension points every personalization method
+//! uses: `AdaptedLinear` (per-row adapter scale) and `AttentionHooks`.
+
+pub mod config;
+pub mod layers;
+pub mod model;
+pub mod models;
+pub mod tokenizer;
+pub mod weights;
+
+pub use layers::attention::Ctx;

@@ -1,0 +1,184 @@
+//! `AdaptedLinear`: a frozen linear layer plus optional deltas applied with a per-batch-row
+//! scale. Scale 0 gives the pretrained output, 1 the fine-tuned one, w the weight
+//! interpolation W0 + w*dW - so pretrained and fine-tuned branches share one batched call.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A change to a linear layer's weight.
+#[derive(Debug, Clone)]
+pub enum Delta {
+    /// LoRA: `dW = scale * up @ down`, down (r, in), up (out, r), scale = alpha / r.
+    Lora {
+        down: Tensor,
+        up: Tensor,
+        scale: f64,
+    },
+    /// A dense weight delta (out, in): full fine-tunes, trainable K/V, SVDiff shifts.
+    Dense(Tensor),
+}
+
+impl Delta {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Delta::Lora { down, up, scale } => {
+                let h = x.broadcast_matmul(&down.t()?)?;
+                h.broadcast_matmul(&up.t()?)? * *scale
+            }
+            Delta::Dense(dw) => x.broadcast_matmul(&dw.t()?),
+        }
+    }
+
+    /// The dense weight change this delta stands for.
+    pub fn dense(&self) -> Result<Tensor> {
+        match self {
+            Delta::Lora { down, up, scale } => up.matmul(down)? * *scale,
+            Delta::Dense(dw) => Ok(dw.clone()),
+        }
+    }
+}
+
+type DeltaList = Arc<RwLock<Vec<Delta>>>;
+
+/// Every adapted layer of a model by its parameter path (e.g.
+/// `down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`), for attaching adapters.
+#[derive(Debug, Clone, Default)]
+pub struct Slots(Arc<Mutex<BTreeMap<String, (usize, usize, DeltaList)>>>);
+
+impl Slots {
+    fn register(&self, name: String, in_dim: usize, out_dim: usize) -> DeltaList {
+        let list: DeltaList = Arc::default();
+        self.0
+            .lock()
+            .unwrap()
+            .insert(name, (in_dim, out_dim, list.clone()));
+        list
+    }
+
+    /// Layer names with their (in, out) dimensions.
+    pub fn names(&self) -> Vec<(String, usize, usize)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, (i, o, _))| (k.clone(), *i, *o))
+            .collect()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.lock().unwrap().contains_key(name)
+    }
+
+    /// (in, out) of a layer.
+    pub fn dims(&self, name: &str) -> Option<(usize, usize)> {
+        self.0.lock().unwrap().get(name).map(|(i, o, _)| (*i, *o))
+    }
+
+    /// Adds a delta to the named layer, checking its shape.
+    pub fn push(&self, name: &str, delta: Delta) -> Result<()> {
+        let map = self.0.lock().unwrap();
+        let (i, o, list) = map.get(name).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "adapter targets `{name}`, which this model does not have"
+            ))
+        })?;
+        let ok = match &delta {
+            Delta::Lora { down, up, .. } => {
+                down.dim(1)? == *i && up.dim(0)? == *o && down.dim(0)? == up.dim(1)?
+            }
+            Delta::Dense(dw) => dw.dims() == [*o, *i],
+        };
+        if !ok {
+            let found = match &delta {
+                Delta::Lora { down, up, .. } => {
+                    format!("down {:?}, up {:?}", down.dims(), up.dims())
+                }
+                Delta::Dense(dw) => format!("{:?}", dw.dims()),
+            };
+            return Err(candle_core::Error::Msg(format!(
+                "adapter for `{name}` has shape {found}, the layer is {o}x{i}: was it made for another base model?"
+            )));
+        }
+        list.write().unwrap().push(delta);
+        Ok(())
+    }
+
+    /// Removes every delta from every layer (back to the pretrained model).
+    pub fn clear(&self) {
+        for (_, _, l) in self.0.lock().unwrap().values() {
+            l.write().unwrap().clear();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AdaptedLinear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    deltas: DeltaList,
+}
+
+impl AdaptedLinear {
+    pub fn new(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        vb: VarBuilder,
+        slots: &Slots,
+    ) -> Result<Self> {
+        let bound = 1.0 / (in_dim as f64).sqrt();
+        let weight = vb.get_with_hints(
+            (out_dim, in_dim),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = if bias {
+            Some(vb.get_with_hints(
+                out_dim,
+                "bias",
+                Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            )?)
+        } else {
+            None
+        };
+        let deltas = slots.register(vb.prefix(), in_dim, out_dim);
+        Ok(Self {
+            weight,
+            bias,
+            deltas,
+        })
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// `row_scale`: one adapter strength per batch row (shape (B,)); None = strength 1.
+    pub fn forward(&self, x: &Tensor, row_scale: Option<&Tensor>) -> Result<Tensor> {
+        let mut y = x.broadcast_matmul(&self.weight.t()?)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        let deltas = self.deltas.read().unwrap();
+        if deltas.is_empty() {
+            return Ok(y);
+        }
+        let mut d = deltas[0].apply(x)?;
+        for delta in &deltas[1..] {
+            d = (d + delta.apply(x)?)?;
+        }
+        match row_scale {
+            None => y + d,
+            Some(s) => {
+                let mut shape = vec![1usize; x.rank()];
+                shape[0] = s.dim(0)?;
+                y + d.broadcast_mul(&s.reshape(shape)?)?
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Building blocks shared by every model: adapted linears, attention with hooks, norms.
+
+pub mod attention;
+pub mod hooks;
+pub mod linear;
+pub mod ops;
+
+pub use attention::Attention;
+pub use hooks::AttentionHooks;
+pub use linear::{AdaptedLinear, Delta, Slots};
