@@ -1,1 +1,7 @@
+//! vstar-diffusion: schedulers, guidance methods, the sampler and pipelines.
 
+pub mod guidance;
+pub mod images;
+pub mod noise;
+pub mod sampler;
+pub mod scheduler;

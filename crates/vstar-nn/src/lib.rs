@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod layers;
+pub mod locate;
 pub mod model;
 pub mod models;
 pub mod tokenizer;

@@ -1,1 +1,38 @@
-fn main() {}
+//! `vstar`: the command line. Thin: argument parsing and wiring only.
+
+mod sample;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "vstar", version, about = "Personalized text-to-image diffusion, offline on a CPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The main job on Toyland, end to end (lands with the demo issue).
+    Demo {
+        #[arg(long, default_value = "out/demo")]
+        out: std::path::PathBuf,
+    },
+    /// Generate images from a prompt.
+    Sample(sample::SampleArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo { .. } => {
+            println!("vstar demo: not yet - the end-to-end Toyland demo lands with the demo issue; `vstar sample` works now.");
+            Ok(())
+        }
+        Command::Sample(args) => sample::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,43 @@
+//! Guidance methods: each declares the UNet rows it needs at a step and how it combines their
+//! predictions. The sampler batches the rows of a step into one UNet call and counts them.
+
+mod cfg;
+
+pub use cfg::Cfg;
+
+use candle_core::{Result, Tensor};
+
+/// Which prompt a row is conditioned on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PromptKind {
+    /// The empty (or negative) prompt.
+    Null,
+    /// The user's prompt, with the placeholder token if any.
+    Concept,
+    /// The prompt with the placeholder removed (the class word stays).
+    Superclass,
+}
+
+/// One row of a batched UNet call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Branch {
+    pub prompt: PromptKind,
+    /// Adapter strength for this row: 1 fine-tuned, 0 pretrained, w interpolated.
+    pub adapter_scale: f32,
+}
+
+impl Branch {
+    pub fn new(prompt: PromptKind, adapter_scale: f32) -> Self {
+        Self { prompt, adapter_scale }
+    }
+}
+
+pub trait Guidance {
+    fn name(&self) -> &'static str;
+    /// Rows needed at `step` (0-based, largest t first) of `steps`.
+    fn branches(&self, step: usize, steps: usize) -> Vec<Branch>;
+    /// The guided prediction from one prediction per branch (same order as `branches`).
+    fn combine(&self, step: usize, steps: usize, eps: &[Tensor]) -> Result<Tensor>;
+    /// Parameters for the JSON sidecar.
+    fn params(&self) -> serde_json::Value;
+}
