@@ -49,9 +49,14 @@ pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
     }
     if let Some((org, name)) = spec.split_once('/') {
         for cache in hf_cache_dirs() {
-            let snaps = cache.join(format!("models--{org}--{name}")).join("snapshots");
+            let snaps = cache
+                .join(format!("models--{org}--{name}"))
+                .join("snapshots");
             if let Ok(rd) = std::fs::read_dir(&snaps) {
-                let mut dirs: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("model_index.json").exists()).collect();
+                let mut dirs: Vec<PathBuf> = rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.join("model_index.json").exists())
+                    .collect();
                 dirs.sort_by_key(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok());
                 if let Some(d) = dirs.pop() {
                     return Ok(d);

@@ -1,11 +1,16 @@
 //! `vstar`: the command line. Thin: argument parsing and wiring only.
 
+mod bench;
 mod sample;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vstar", version, about = "Personalized text-to-image diffusion, offline on a CPU")]
+#[command(
+    name = "vstar",
+    version,
+    about = "Personalized text-to-image diffusion, offline on a CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +25,11 @@ enum Command {
     },
     /// Generate images from a prompt.
     Sample(sample::SampleArgs),
+    /// Benchmarks: UNet forward time per call (see tools/ref/bench_unet.py for diffusers).
+    Bench {
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+    },
 }
 
 fn main() {
@@ -30,6 +40,7 @@ fn main() {
             Ok(())
         }
         Command::Sample(args) => sample::run(args),
+        Command::Bench { iters } => bench::run(iters),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

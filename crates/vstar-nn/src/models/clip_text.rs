@@ -86,7 +86,13 @@ impl ClipTextModel {
     pub fn new(cfg: &ClipTextConfig, vb: VarBuilder) -> Result<Self> {
         let slots = Slots::default();
         let d = cfg.hidden_size;
-        let tm = vb.pp("text_model");
+        // transformers 4 saves `text_model.*` (every released SD checkpoint); transformers 5
+        // saves CLIPTextModel without that prefix. New weights get the prefix.
+        let tm = if vb.contains_tensor("embeddings.token_embedding.weight") {
+            vb.clone()
+        } else {
+            vb.pp("text_model")
+        };
         let init = Init::Randn {
             mean: 0.0,
             stdev: 0.02,

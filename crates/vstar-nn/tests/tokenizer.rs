@@ -1,0 +1,98 @@
+//! The CLIP tokenizer against transformers' CLIPTokenizer on the real 49,408-entry vocabulary
+//! (tests/fixtures/clip-tokenizer, made by tools/ref/make_pipelines.py).
+
+use std::path::PathBuf;
+use vstar_nn::tokenizer::ClipTokenizer;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clip-tokenizer")
+}
+
+fn tokenizer() -> ClipTokenizer {
+    ClipTokenizer::from_files(
+        &dir().join("vocab.json"),
+        &dir().join("merges.txt"),
+        None,
+        77,
+    )
+    .unwrap()
+}
+
+fn cases() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir().join("cases.json")).unwrap()).unwrap()
+}
+
+fn ids_of(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_u64().unwrap() as u32)
+        .collect()
+}
+
+#[test]
+fn sd_ids_for_the_documented_prompt() {
+    let ids = tokenizer()
+        .encode("a photo of a dog in the snow")
+        .unwrap()
+        .ids;
+    assert_eq!(
+        &ids[..10],
+        &[49406, 320, 1125, 539, 320, 1929, 530, 518, 2583, 49407]
+    );
+    assert!(ids[10..].iter().all(|&i| i == 49407));
+}
+
+#[test]
+fn matches_transformers_on_every_case() {
+    let tok = tokenizer();
+    let mut bad = vec![];
+    for case in cases()["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ours = tok.encode(text).unwrap().ids;
+        if ours != ids_of(&case["ids"]) {
+            bad.push(text.to_string());
+        }
+    }
+    assert!(bad.is_empty(), "differs from transformers on: {bad:?}");
+}
+
+#[test]
+fn long_prompts_are_truncated_and_flagged() {
+    let long = "a photo of a dog ".repeat(30);
+    let e = tokenizer().encode(&long).unwrap();
+    assert!(e.truncated);
+    assert_eq!(e.ids.len(), 77);
+    assert_eq!(e.ids[76], 49407);
+    assert!(!tokenizer().encode("a dog").unwrap().truncated);
+}
+
+#[test]
+fn added_tokens_get_new_ids_and_stay_whole() {
+    let c = cases();
+    let mut tok = tokenizer();
+    let added = &c["added_token_cases"];
+    let id = tok.add_token("<v*>").unwrap();
+    assert_eq!(id as usize, tok.base_vocab);
+    for case in added["cases"].as_array().unwrap() {
+        let ours = tok.encode(case["text"].as_str().unwrap()).unwrap().ids;
+        assert_eq!(ours, ids_of(&case["ids"]), "{}", case["text"]);
+    }
+    assert_eq!(tok.find("a photo of <v*> dog", "<v*>").unwrap(), Some(4));
+}
+
+#[test]
+fn bad_vocabulary_is_named() {
+    let d = std::env::temp_dir().join(format!("vstar-tok-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("vocab.json"), r#"{"a</w>": 0}"#).unwrap();
+    std::fs::write(d.join("merges.txt"), "#version: 0.2\n").unwrap();
+    let e = ClipTokenizer::from_files(&d.join("vocab.json"), &d.join("merges.txt"), None, 77)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("vocab.json") && e.contains("<|startoftext|>"),
+        "{e}"
+    );
+}
