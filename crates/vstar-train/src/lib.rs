@@ -1,0 +1,6 @@
+//! vstar-train: what every training loop shares - AdamW with gradient clipping and a
+//! learning-rate schedule, EMA weights, and atomic, resumable checkpoints.
+
+pub mod checkpoint;
+pub mod ema;
+pub mod optim;
