@@ -57,9 +57,9 @@ fn santa_hat(fig: &Figure) -> Vec<(Path, Rgb)> {
 /// Two big dark lenses with a bridge and a white glint (visible on dark subjects too).
 fn sunglasses(fig: &Figure) -> Vec<(Path, Rgb)> {
     let a = fig.eyes;
-    let w = a.w.clamp(14.0, 24.0);
-    let lw = w * 0.42;
-    let lh = 6.2;
+    let w = a.w.clamp(17.0, 24.0);
+    let lw = w * 0.46;
+    let lh = 7.0;
     let gap = w * 0.12;
     let glass: Rgb = [18, 18, 26];
     let mut out = vec![(line(a.x - gap, a.y - 1.0, a.x + gap, a.y - 1.0, 1.6), glass)];

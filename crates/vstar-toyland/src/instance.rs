@@ -106,7 +106,12 @@ impl Instance {
         Self::sample_with_mark(superclass, kind, rng)
     }
 
-    fn sample_with_mark<R: Rng + ?Sized>(sc: Superclass, kind: MarkKind, rng: &mut R) -> Instance {
+    /// An instance with a given mark kind (reserved kinds are for held-out subjects).
+    pub fn sample_with_mark<R: Rng + ?Sized>(
+        sc: Superclass,
+        kind: MarkKind,
+        rng: &mut R,
+    ) -> Instance {
         let shape = ShapeParams(std::array::from_fn(|_| rng.random::<f32>()));
         Instance {
             id: None,

@@ -5,25 +5,35 @@
 
 mod accessory;
 mod backdrop;
+pub mod caption;
 pub mod color;
 pub mod context;
 mod figure;
 mod geom;
 pub mod instance;
 pub mod labels;
+pub mod polluted;
 pub mod render;
 pub mod sheet;
 pub mod spec;
 mod style;
 pub mod superclass;
+pub mod toybooth;
+pub mod training;
+pub mod vocab;
 
+pub use caption::{caption, Elements, MentionSet};
 pub use context::{Accessory, ColorMod, Context, Material, Scene, Style};
 pub use instance::{Instance, Mark, MarkKind, Palette, Pattern, ShapeParams};
 pub use labels::Labels;
+pub use polluted::{Polluted, POLLUTED, POLLUTED_RATE};
 pub use render::{render, Render};
 pub use sheet::{contact_sheet, render_world_sheet};
 pub use spec::{Layout, SceneSpec};
 pub use superclass::Superclass;
+pub use toybooth::{manifest, ToyBooth};
+pub use training::{sample_training_pair, TrainingPair};
+pub use vocab::{write_tokenizer_files, TokenizerFiles};
 
 use std::path::{Path, PathBuf};
 
@@ -67,3 +77,6 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -50,7 +50,7 @@ pub fn render(spec: &SceneSpec, size: u32) -> Render {
     let fig = figure(inst.superclass, &inst.shape);
     let bounds = body_bounds(&fig);
     // Fit the subject: as big as the frame allows (room above for a hat), centred.
-    let fit = (84.0 / (bounds.2 - bounds.0))
+    let fit = (78.0 / (bounds.2 - bounds.0))
         .min(62.0 / -bounds.1)
         .min(1.3);
     let lay = spec.layout();

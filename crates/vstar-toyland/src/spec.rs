@@ -58,7 +58,7 @@ impl SceneSpec {
         }
         let mut r = self.rng(1);
         Layout {
-            dx: r.random_range(-5.0..5.0),
+            dx: r.random_range(-4.0..4.0),
             dy: r.random_range(-2.0..2.0),
             scale: r.random_range(0.9..1.05),
         }
