@@ -3,7 +3,7 @@
 
 use crate::color::{skia, skia_a, Rgb};
 use crate::context::Scene;
-use crate::geom::{circle, ellipse, line, poly, rect};
+use crate::geom::{circle, ellipse, line, poly, rect, union};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tiny_skia::{
@@ -100,11 +100,16 @@ fn snow(p: &mut Painter, rng: &mut ChaCha8Rng) {
     p.vgrad(0.0, 70.0, [160, 184, 214], [212, 222, 236]);
     let g = ground(64.0, 3.0, rng);
     p.fill(&g, [250, 251, 255]);
+    let (mut flakes, mut halos) = (Vec::new(), Vec::new());
     for _ in 0..26 {
         let (x, y) = (rng.random_range(0.0..100.0), rng.random_range(0.0..100.0));
         let r = rng.random_range(1.1..2.0);
-        p.fill(&circle(x, y, r), [255, 255, 255]);
-        p.fill_a(&circle(x, y, r + 0.6), [140, 160, 190], 0.25);
+        flakes.push(circle(x, y, r));
+        halos.push(circle(x, y, r + 0.6));
+    }
+    if let (Some(f), Some(h)) = (union(flakes), union(halos)) {
+        p.fill_a(&h, [140, 160, 190], 0.25);
+        p.fill(&f, [255, 255, 255]);
     }
 }
 
@@ -207,13 +212,17 @@ fn wooden_floor(p: &mut Painter, rng: &mut ChaCha8Rng) {
     p.fill(&rect(0.0, 54.0, 100.0, 4.0), [196, 172, 140]);
     p.vgrad(58.0, 100.0, [150, 92, 46], [178, 112, 58]);
     let ys = [58.0, 63.0, 69.0, 76.0, 84.0, 93.0];
+    let mut seams = Vec::new();
     for w in ys.windows(2) {
-        p.fill(&line(0.0, w[1], 100.0, w[1], 0.9), [98, 56, 24]);
+        seams.push(rect(0.0, w[1] - 0.45, 100.0, 0.9));
         let mut x = rng.random_range(0.0..30.0);
         while x < 100.0 {
-            p.fill(&line(x, w[0], x, w[1], 0.8), [98, 56, 24]);
+            seams.push(rect(x - 0.4, w[0], 0.8, w[1] - w[0]));
             x += rng.random_range(25.0..40.0);
         }
+    }
+    if let Some(s) = union(seams) {
+        p.fill(&s, [98, 56, 24]);
     }
 }
 
@@ -247,9 +256,12 @@ fn mountains(p: &mut Painter, rng: &mut ChaCha8Rng) {
 
 fn night_sky(p: &mut Painter, rng: &mut ChaCha8Rng) {
     p.vgrad(0.0, 100.0, [6, 10, 40], [34, 38, 100]);
-    for _ in 0..30 {
+    let stars = (0..30).map(|_| {
         let (x, y) = (rng.random_range(0.0..100.0), rng.random_range(0.0..75.0));
-        p.fill(&circle(x, y, rng.random_range(0.8..1.6)), [255, 250, 214]);
+        circle(x, y, rng.random_range(0.8..1.6))
+    });
+    if let Some(s) = union(stars.collect::<Vec<_>>()) {
+        p.fill(&s, [255, 250, 214]);
     }
     let (mx, my) = (rng.random_range(12.0..88.0), rng.random_range(10.0..24.0));
     p.fill(&circle(mx, my, 7.5), [248, 242, 196]);

@@ -85,8 +85,7 @@ impl Elements {
         Elements {
             scene: mention.scene.then_some(c.scene),
             color: (mention.color && c.color != ColorMod::Natural).then_some(c.color),
-            accessory: (mention.accessory && c.accessory != Accessory::None)
-                .then_some(c.accessory),
+            accessory: (mention.accessory && c.accessory != Accessory::None).then_some(c.accessory),
             material: (mention.material && c.material != Material::Plain).then_some(c.material),
             style: mention.style.then_some(c.style),
         }
@@ -120,10 +119,7 @@ pub fn scene_phrases(s: Scene) -> &'static [&'static str] {
         ],
         Scene::PinkFabric => &["on top of pink fabric", "on pink fabric"],
         Scene::WoodenFloor => &["on top of a wooden floor", "on a wooden floor"],
-        Scene::Mountains => &[
-            "with a mountain in the background",
-            "in the mountains",
-        ],
+        Scene::Mountains => &["with a mountain in the background", "in the mountains"],
         Scene::NightSky => &["under a night sky", "under the stars at night"],
         Scene::Desert => &["in the desert", "in a desert"],
     }
@@ -168,9 +164,7 @@ pub const GENERIC_NOUN: &str = "thing";
 
 /// Caption a render: say the attributes in `mention`, in a randomly chosen wording.
 pub fn caption<R: Rng + ?Sized>(spec: &SceneSpec, mention: &MentionSet, rng: &mut R) -> String {
-    let class = mention
-        .superclass
-        .then(|| spec.instance.superclass.word());
+    let class = mention.superclass.then(|| spec.instance.superclass.word());
     let el = Elements::of(spec, mention);
     compose(&el, class, mention.token.as_deref(), &mut |n| {
         rng.random_range(0..n)
@@ -211,7 +205,10 @@ pub(crate) fn compose(
     let drop_article = np.first().copied() == token && token.is_some() && choose(2) == 1;
     let article = if drop_article {
         None
-    } else if np.first().is_some_and(|w| Some(*w) != token && starts_with_vowel(w)) {
+    } else if np
+        .first()
+        .is_some_and(|w| Some(*w) != token && starts_with_vowel(w))
+    {
         Some("an")
     } else {
         Some("a")

@@ -4,6 +4,7 @@
 //! every render. Also the Toyland tokenizer files and the ToyBooth benchmark manifest.
 
 mod accessory;
+pub mod assets;
 mod backdrop;
 pub mod caption;
 pub mod color;
@@ -22,6 +23,7 @@ pub mod toybooth;
 pub mod training;
 pub mod vocab;
 
+pub use assets::write_assets;
 pub use caption::{caption, Elements, MentionSet};
 pub use context::{Accessory, ColorMod, Context, Material, Scene, Style};
 pub use instance::{Instance, Mark, MarkKind, Palette, Pattern, ShapeParams};

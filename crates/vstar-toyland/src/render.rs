@@ -5,7 +5,7 @@ use crate::backdrop::{self, Painter, GROUND_Y};
 use crate::color::{mix, scale, skia, skia_a, Rgb, INK, WHITE};
 use crate::context::Material;
 use crate::figure::{figure, Detail, Figure};
-use crate::geom::{circle, ellipse, line, poly, rect};
+use crate::geom::{circle, ellipse, line, poly, rect, union};
 use crate::instance::{Instance, MarkKind, Pattern};
 use crate::labels::Labels;
 use crate::spec::SceneSpec;
@@ -66,10 +66,9 @@ pub fn render(spec: &SceneSpec, size: u32) -> Render {
     );
     let main = spec.context.color.rgb().unwrap_or(inst.palette.main);
 
+    let body_path = union(fig.body.iter().cloned()).expect("figure has a body");
     let mut body_mask = Mask::new(size, size).expect("non-zero mask");
-    for p in &fig.body {
-        body_mask.fill_path(p, FillRule::Winding, true, t);
-    }
+    body_mask.fill_path(&body_path, FillRule::Winding, true, t);
 
     let mut d = Draw { pm: &mut pm, t };
     // Contact shadow (and a puddle for wet subjects) sit on the ground, outside the mask.
@@ -93,14 +92,16 @@ pub fn render(spec: &SceneSpec, size: u32) -> Render {
     }
 
     paint_body(&mut d, inst, main, bounds, &body_mask);
-    for (p, det) in &fig.details {
-        let c = match det {
-            Detail::Ink => INK,
-            Detail::Light => [246, 242, 228],
-            Detail::Shade => scale(main, 0.62),
-            Detail::Pink => [232, 92, 120],
-        };
-        d.fill(p, c, 1.0, None);
+    // Details in order, consecutive ones of the same colour merged into one fill.
+    let colour = |det: Detail| match det {
+        Detail::Ink => INK,
+        Detail::Light => [246, 242, 228],
+        Detail::Shade => scale(main, 0.62),
+        Detail::Pink => [232, 92, 120],
+    };
+    for run in fig.details.chunk_by(|a, b| a.1 == b.1) {
+        let p = union(run.iter().map(|(p, _)| p.clone())).expect("non-empty run");
+        d.fill(&p, colour(run[0].1), 1.0, None);
     }
     paint_mark(&mut d, &fig, inst, &body_mask);
     paint_material(&mut d, spec, bounds, &body_mask);
@@ -109,16 +110,14 @@ pub fn render(spec: &SceneSpec, size: u32) -> Render {
         width: 1.6,
         ..Stroke::default()
     };
-    for p in &fig.body {
-        let mut paint = Paint::default();
-        paint.set_color(skia(outline));
-        paint.anti_alias = true;
-        d.pm.stroke_path(p, &paint, &stroke, t, None);
-    }
+    let mut paint = Paint::default();
+    paint.set_color(skia(outline));
+    paint.anti_alias = true;
+    d.pm.stroke_path(&body_path, &paint, &stroke, t, None);
 
     let mut subject_mask = body_mask;
-    for (p, _) in &fig.details {
-        subject_mask.fill_path(p, FillRule::Winding, true, t);
+    if let Some(p) = union(fig.details.iter().map(|(p, _)| p.clone())) {
+        subject_mask.fill_path(&p, FillRule::Winding, true, t);
     }
     for (p, c) in accessory::pieces(spec.context.accessory, &fig) {
         d.fill(&p, c, 1.0, None);
@@ -224,50 +223,58 @@ fn paint_body(d: &mut Draw, inst: &Instance, main: Rgb, b: (f32, f32, f32, f32),
         return;
     }
     d.fill(&cover, main, 1.0, Some(mask));
-    let reach = (b.2 - b.0).max(b.3 - b.1);
+    let reach = (b.2 - b.0).max(b.3 - b.1) / 2.0 + 2.0;
+    let (hw, hh) = ((b.2 - b.0) / 2.0 + 2.0, (b.3 - b.1) / 2.0 + 2.0);
     let t0 = d.t;
-    match inst.pattern {
+    let shapes: Vec<Path> = match inst.pattern {
         Pattern::Stripes {
             angle,
             period,
             duty,
         } => {
             d.t = t0.pre_concat(Transform::from_rotate_at(angle, cx, cy));
-            let mut x = cx - reach;
-            while x < cx + reach {
-                d.fill(
-                    &rect(x, cy - reach, period * duty, 2.0 * reach),
-                    sec,
-                    1.0,
-                    Some(mask),
-                );
-                x += period;
-            }
+            let n = (reach / period).ceil() as i32;
+            (-n..=n)
+                .map(|i| {
+                    let x = cx + i as f32 * period;
+                    rect(x, cy - reach, period * duty, 2.0 * reach)
+                })
+                .collect()
         }
         Pattern::Checker { angle, period } => {
             d.t = t0.pre_concat(Transform::from_rotate_at(angle, cx, cy));
-            let n = (reach / period).ceil() as i32 + 1;
-            for i in -n..n {
-                for j in -n..n {
-                    if (i + j).rem_euclid(2) == 0 {
-                        let (x, y) = (cx + i as f32 * period, cy + j as f32 * period);
-                        d.fill(&rect(x, y, period, period), sec, 1.0, Some(mask));
-                    }
-                }
-            }
+            let n = (reach / period).ceil() as i32;
+            (-n..=n)
+                .flat_map(|i| (-n..=n).map(move |j| (i, j)))
+                .filter(|(i, j)| (i + j).rem_euclid(2) == 0)
+                .map(|(i, j)| {
+                    let (x, y) = (cx + i as f32 * period, cy + j as f32 * period);
+                    rect(x, y, period, period)
+                })
+                .collect()
         }
         Pattern::Dots { period, radius } => {
-            let n = (reach / period).ceil() as i32 + 1;
-            for i in -n..n {
-                for j in -n..n {
-                    // Offset every other row: a hexagonal-ish dot grid.
+            let (nx, ny) = (
+                (hw / period).ceil() as i32 + 1,
+                (hh / (period * 0.9)).ceil() as i32 + 1,
+            );
+            // Every other row offset by half a period: a hexagonal-ish dot grid.
+            (-nx..=nx)
+                .flat_map(|i| (-ny..=ny).map(move |j| (i, j)))
+                .map(|(i, j)| {
                     let x = cx + (i as f32 + 0.5 * (j.rem_euclid(2)) as f32) * period;
-                    let y = cy + j as f32 * period * 0.9;
-                    d.fill(&circle(x, y, radius), sec, 1.0, Some(mask));
-                }
-            }
+                    circle(x, cy + j as f32 * period * 0.9, radius)
+                })
+                .filter(|c| {
+                    let r = c.bounds();
+                    r.right() > b.0 && r.left() < b.2 && r.bottom() > b.1 && r.top() < b.3
+                })
+                .collect()
         }
-        Pattern::Gradient { .. } => {}
+        Pattern::Gradient { .. } => vec![],
+    };
+    if let Some(p) = union(shapes) {
+        d.fill(&p, sec, 1.0, Some(mask));
     }
     d.t = t0;
 }

@@ -177,16 +177,58 @@ pub fn complex_prompts() -> Vec<Prompt> {
         style,
     };
     [
-        e(Some(Y::OilPainting), None, None, Some(A::SantaHat), S::NightSky),
+        e(
+            Some(Y::OilPainting),
+            None,
+            None,
+            Some(A::SantaHat),
+            S::NightSky,
+        ),
         e(Some(Y::Watercolor), None, Some(M::Shiny), None, S::City),
-        e(Some(Y::PixelArt), Some(C::Red), None, Some(A::Sunglasses), S::Beach),
-        e(Some(Y::Sketch), None, Some(M::Wet), Some(A::RainbowScarf), S::Snow),
+        e(
+            Some(Y::PixelArt),
+            Some(C::Red),
+            None,
+            Some(A::Sunglasses),
+            S::Beach,
+        ),
+        e(
+            Some(Y::Sketch),
+            None,
+            Some(M::Wet),
+            Some(A::RainbowScarf),
+            S::Snow,
+        ),
         e(None, Some(C::Purple), None, Some(A::RedHat), S::Jungle),
-        e(Some(Y::Photo), Some(C::Yellow), Some(M::Shiny), None, S::Desert),
-        e(Some(Y::OilPainting), Some(C::Blue), None, None, S::Mountains),
+        e(
+            Some(Y::Photo),
+            Some(C::Yellow),
+            Some(M::Shiny),
+            None,
+            S::Desert,
+        ),
+        e(
+            Some(Y::OilPainting),
+            Some(C::Blue),
+            None,
+            None,
+            S::Mountains,
+        ),
         e(Some(Y::PixelArt), None, None, Some(A::SantaHat), S::Snow),
-        e(Some(Y::Watercolor), Some(C::Green), Some(M::Wet), None, S::PinkFabric),
-        e(Some(Y::Sketch), None, Some(M::Shiny), Some(A::Sunglasses), S::WoodenFloor),
+        e(
+            Some(Y::Watercolor),
+            Some(C::Green),
+            Some(M::Wet),
+            None,
+            S::PinkFabric,
+        ),
+        e(
+            Some(Y::Sketch),
+            None,
+            Some(M::Shiny),
+            Some(A::Sunglasses),
+            S::WoodenFloor,
+        ),
     ]
     .into_iter()
     .map(Prompt::new)

@@ -16,15 +16,16 @@ pub const END_OF_TEXT: &str = "<|endoftext|>";
 const EOW: &str = "</w>";
 
 /// CLIP's pre-tokenizer regex.
-pub const CLIP_SPLIT_REGEX: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+pub const CLIP_SPLIT_REGEX: &str =
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 /// Rare 4-5 letter tokens that no Toyland caption ever uses (for the rare-token scan): the
 /// Image-Alchemy paper's list, then a few more of the same kind.
 pub const UNSEEN_RARE: [&str; 40] = [
     "immen", "pasqu", "iklan", "rapi", "bhar", "ellu", "ffin", "icop", "aben", "mmor", "psal",
     "phyl", "rrrr", "wozni", "geaux", "koval", "ayles", "mccre", "fortn", "prote", "pascu",
-    "lisam", "percu", "alfar", "insom", "offro", "syour", "redon", "qorv", "tazm", "vlek",
-    "ghyr", "zoap", "kwel", "ystr", "drov", "plaq", "bluk", "fesm", "uvri",
+    "lisam", "percu", "alfar", "insom", "offro", "syour", "redon", "qorv", "tazm", "vlek", "ghyr",
+    "zoap", "kwel", "ystr", "drov", "plaq", "bluk", "fesm", "uvri",
 ];
 
 /// GPT-2's byte-to-unicode table in CLIP's vocabulary order: the printable bytes first
@@ -111,7 +112,10 @@ pub fn learn_merges(words: &[String]) -> Vec<(String, String)> {
 
 /// The vocabulary (token -> id) for a list of merges.
 pub fn build_vocab(merges: &[(String, String)]) -> HashMap<String, u32> {
-    let base: Vec<String> = bytes_to_unicode().iter().map(|(_, c)| c.to_string()).collect();
+    let base: Vec<String> = bytes_to_unicode()
+        .iter()
+        .map(|(_, c)| c.to_string())
+        .collect();
     let mut tokens: Vec<String> = base.clone();
     tokens.extend(base.iter().map(|t| format!("{t}{EOW}")));
     tokens.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
@@ -137,15 +141,18 @@ pub fn write_tokenizer_files(dir: &Path) -> Result<TokenizerFiles, Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let merges = learn_merges(&vocabulary_words());
     let vocab = build_vocab(&merges);
-    // Write ids in order so the file reads like CLIP's.
+    // Write entries in id order so the file reads like CLIP's (serde_json's map would sort
+    // by key).
     let mut by_id: Vec<(&String, &u32)> = vocab.iter().collect();
     by_id.sort_by_key(|(_, &id)| id);
-    let ordered: serde_json::Map<String, serde_json::Value> = by_id
-        .iter()
-        .map(|(t, &id)| ((*t).clone(), serde_json::Value::from(id)))
-        .collect();
     let vocab_path = dir.join("vocab.json");
-    let text = serde_json::to_string(&ordered).map_err(|e| Error::json(&vocab_path, e))?;
+    let mut text = String::from("{");
+    for (i, (t, id)) in by_id.iter().enumerate() {
+        let key = serde_json::to_string(t).map_err(|e| Error::json(&vocab_path, e))?;
+        let sep = if i == 0 { "" } else { "," };
+        text.push_str(&format!("{sep}{key}:{id}"));
+    }
+    text.push('}');
     std::fs::write(&vocab_path, text).map_err(|e| Error::io(&vocab_path, e))?;
     let merges_path = dir.join("merges.txt");
     let mut m = String::from("#version: 0.2\n");
@@ -180,8 +187,11 @@ pub fn clip_tokenizer(files: &TokenizerFiles) -> Result<tokenizers::Tokenizer, t
     let mut tok = tokenizers::Tokenizer::new(bpe);
     tok.with_normalizer(Some(NormSeq::new(vec![
         NFC.into(),
-        Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")?
-            .into(),
+        Replace::new(
+            tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()),
+            " ",
+        )?
+        .into(),
         Lowercase.into(),
     ])));
     tok.with_pre_tokenizer(Some(PreSeq::new(vec![
