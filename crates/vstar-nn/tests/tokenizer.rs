@@ -96,3 +96,15 @@ fn bad_vocabulary_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn toyland_vocabulary_loads_with_one_token_per_word() {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/toyland/tokenizer");
+    let tok = ClipTokenizer::from_files(&d.join("vocab.json"), &d.join("merges.txt"), None, 77).unwrap();
+    for caption in ["a photo of a dog in the snow", "a sketch of a shiny teapot wearing sunglasses in the jungle", "a photo of sks teapot"] {
+        let words = caption.split(' ').count();
+        assert_eq!(tok.tokens(caption).unwrap().len(), words, "{caption}");
+    }
+    // Unseen rare tokens from the paper's list are single tokens too.
+    assert_eq!(tok.tokens("pasqu").unwrap().len(), 1);
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod sample;
+mod toyland;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,9 @@ enum Command {
     },
     /// Generate images from a prompt.
     Sample(sample::SampleArgs),
+    /// The embedded Toyland world.
+    #[command(subcommand)]
+    Toyland(toyland::ToylandCmd),
     /// Benchmarks: UNet forward time per call (see tools/ref/bench_unet.py for diffusers).
     Bench {
         #[arg(long, default_value_t = 10)]
@@ -41,6 +45,7 @@ fn main() {
         }
         Command::Sample(args) => sample::run(args),
         Command::Bench { iters } => bench::run(iters),
+        Command::Toyland(cmd) => toyland::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -83,6 +83,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if args.steps == 0 {
         bail!("--steps must be at least 1");
     }
+    if !(args.strength > 0.0 && args.strength <= 1.0) {
+        bail!("--strength must be in (0, 1], got {}", args.strength);
+    }
     let guidance = guidance_for(&args)?;
     let kind: SchedulerKind = args
         .scheduler

@@ -1,0 +1,34 @@
+//! `vstar toyland ...`: the embedded world.
+
+use anyhow::Result;
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum ToylandCmd {
+    /// Contact sheets of the world (every superclass x contexts x styles) and the ToyBooth
+    /// subjects' reference renders.
+    Render {
+        #[arg(long, default_value = "out/toyland")]
+        out: PathBuf,
+        /// Side of each render in pixels.
+        #[arg(long, default_value_t = 64)]
+        size: u32,
+    },
+}
+
+pub fn run(cmd: ToylandCmd) -> Result<()> {
+    match cmd {
+        ToylandCmd::Render { out, size } => {
+            if !(16..=512).contains(&size) {
+                anyhow::bail!("--size must be between 16 and 512 pixels, got {size}");
+            }
+            for p in vstar_toyland::render_world_sheet(&out, size)? {
+                println!("{}", p.display());
+            }
+            let refs = vstar_toyland::toybooth::write_references(&out.join("toybooth"), size)?;
+            println!("{} ToyBooth reference renders under {}", refs.len(), out.join("toybooth").display());
+            Ok(())
+        }
+    }
+}
