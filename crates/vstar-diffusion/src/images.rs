@@ -11,21 +11,15 @@ pub fn to_rgb(t: &Tensor) -> Result<RgbImage> {
         candle_core::bail!("expected a (3, H, W) image tensor, got {:?}", t.dims());
     }
     let data = t.permute((1, 2, 0))?.flatten_all()?.to_vec1::<f32>()?;
-    let bytes: Vec<u8> = data
-        .iter()
-        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-        .collect();
-    RgbImage::from_raw(w as u32, h as u32, bytes)
-        .ok_or_else(|| Error::Msg("image buffer size mismatch".into()))
+    let bytes: Vec<u8> = data.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+    RgbImage::from_raw(w as u32, h as u32, bytes).ok_or_else(|| Error::Msg("image buffer size mismatch".into()))
 }
 
 /// An RGB image -> (3, H, W) in [0, 1].
 pub fn from_rgb(img: &RgbImage, dev: &Device) -> Result<Tensor> {
     let (w, h) = img.dimensions();
     let data: Vec<f32> = img.as_raw().iter().map(|&b| b as f32 / 255.0).collect();
-    Tensor::from_vec(data, (h as usize, w as usize, 3), dev)?
-        .permute((2, 0, 1))?
-        .contiguous()
+    Tensor::from_vec(data, (h as usize, w as usize, 3), dev)?.permute((2, 0, 1))?.contiguous()
 }
 
 /// Reads an image file, resizes its short side to fit and centre-crops to (height, width).
@@ -42,32 +36,19 @@ pub fn resize_crop(img: &RgbImage, height: u32, width: u32) -> RgbImage {
         return img.clone();
     }
     let s = (width as f64 / w as f64).max(height as f64 / h as f64);
-    let (nw, nh) = (
-        ((w as f64 * s).round() as u32).max(width),
-        ((h as f64 * s).round() as u32).max(height),
-    );
+    let (nw, nh) = (((w as f64 * s).round() as u32).max(width), ((h as f64 * s).round() as u32).max(height));
     let resized = image::imageops::resize(img, nw, nh, FilterType::Lanczos3);
-    image::imageops::crop_imm(&resized, (nw - width) / 2, (nh - height) / 2, width, height)
-        .to_image()
+    image::imageops::crop_imm(&resized, (nw - width) / 2, (nh - height) / 2, width, height).to_image()
 }
 
 /// Writes bytes to `path` through a temporary file and a rename, so a crash never leaves a
 /// half-written file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::Msg(format!("{}: cannot create folder ({e})", dir.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("out")
-    ));
-    std::fs::write(&tmp, bytes)
-        .map_err(|e| Error::Msg(format!("{}: cannot write ({e})", tmp.display())))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::Msg(format!("{}: cannot write ({e})", path.display())))
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::Msg(format!("{}: cannot create folder ({e})", dir.display())))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::Msg(format!("{}: cannot write ({e})", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::Msg(format!("{}: cannot write ({e})", path.display())))
 }
 
 pub fn save_png(path: &Path, img: &RgbImage) -> Result<()> {

@@ -24,11 +24,9 @@ pub struct Prompts {
 
 impl Prompts {
     fn get(&self, kind: PromptKind) -> Result<&Conditioning> {
-        self.by_kind.get(&kind).ok_or_else(|| {
-            Error::Msg(format!(
-                "the method needs a {kind:?} prompt, which was not given"
-            ))
-        })
+        self.by_kind
+            .get(&kind)
+            .ok_or_else(|| Error::Msg(format!("the method needs a {kind:?} prompt, which was not given")))
     }
 }
 
@@ -55,11 +53,7 @@ pub fn img2img_start(steps: usize, strength: f64) -> usize {
     steps - init
 }
 
-fn batch_rows(
-    branches: &[Branch],
-    prompts: &Prompts,
-    n: usize,
-) -> Result<(Conditioning, Option<Tensor>)> {
+fn batch_rows(branches: &[Branch], prompts: &Prompts, n: usize) -> Result<(Conditioning, Option<Tensor>)> {
     let mut parts = Vec::with_capacity(branches.len() * n);
     for b in branches {
         let c = prompts.get(b.prompt)?;
@@ -71,10 +65,7 @@ fn batch_rows(
     let scale = if branches.iter().all(|b| b.adapter_scale == 1.0) {
         None
     } else {
-        let s: Vec<f32> = branches
-            .iter()
-            .flat_map(|b| std::iter::repeat_n(b.adapter_scale, n))
-            .collect();
+        let s: Vec<f32> = branches.iter().flat_map(|b| std::iter::repeat_n(b.adapter_scale, n)).collect();
         Some(Tensor::new(s.as_slice(), cond.context.device())?)
     };
     Ok((cond, scale))
@@ -93,26 +84,15 @@ pub fn sample(
     let steps = scheduler.timesteps().len();
     let (mut latents, first) = match start {
         Start::Noise(z) => ((z * scheduler.init_noise_sigma())?, 0),
-        Start::Image {
-            latents,
-            noise,
-            strength,
-        } => {
+        Start::Image { latents, noise, strength } => {
             if !(strength > 0.0 && strength <= 1.0) {
-                return Err(Error::Msg(format!(
-                    "--strength must be in (0, 1], got {strength}"
-                )));
+                return Err(Error::Msg(format!("--strength must be in (0, 1], got {strength}")));
             }
             let first = img2img_start(steps, strength);
             if first >= steps {
-                return Err(Error::Msg(format!(
-                    "--strength {strength} leaves no denoising steps; raise it"
-                )));
+                return Err(Error::Msg(format!("--strength {strength} leaves no denoising steps; raise it")));
             }
-            (
-                scheduler.add_noise(&latents, &noise, scheduler.timesteps()[first])?,
-                first,
-            )
+            (scheduler.add_noise(&latents, &noise, scheduler.timesteps()[first])?, first)
         }
     };
     let n = latents.dim(0)?;
@@ -126,20 +106,12 @@ pub fn sample(
         let x = scheduler.scale_model_input(&x, i)?;
         let tt = Tensor::new(&[t as f32], &dev)?;
         let mut ctx = Ctx::new(scale, None);
-        let eps = model
-            .unet
-            .forward(&x, &tt, &cond.context, cond.added.as_ref(), &mut ctx)?;
+        let eps = model.unet.forward(&x, &tt, &cond.context, cond.added.as_ref(), &mut ctx)?;
         cost.unet_calls += 1;
         cost.unet_rows += branches.len();
-        let chunks = (0..branches.len())
-            .map(|k| eps.narrow(0, k * n, n))
-            .collect::<Result<Vec<_>>>()?;
+        let chunks = (0..branches.len()).map(|k| eps.narrow(0, k * n, n)).collect::<Result<Vec<_>>>()?;
         let guided = guidance.combine(i, steps, &chunks)?;
-        let step_noise = if scheduler.needs_noise() {
-            Some(noise.randn(latents.shape(), &dev)?)
-        } else {
-            None
-        };
+        let step_noise = if scheduler.needs_noise() { Some(noise.randn(latents.shape(), &dev)?) } else { None };
         latents = scheduler.step(&guided, i, &latents, step_noise.as_ref())?;
         progress(i + 1 - first, steps - first);
     }

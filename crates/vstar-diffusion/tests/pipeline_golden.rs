@@ -12,37 +12,20 @@ use vstar_diffusion::scheduler::{self, SchedulerConfig, SchedulerKind};
 use vstar_nn::model::Model;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
 }
 
 fn mean_abs(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    (a - b).unwrap().abs().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap()
 }
 
 fn prompts(model: &Model) -> Prompts {
     let size = (32, 32);
     let mut by_kind = BTreeMap::new();
     // The reference passes negative_prompt="" explicitly (never zeroed, even for SDXL).
-    by_kind.insert(
-        PromptKind::Null,
-        model.encode_negative(Some(""), 1, size).unwrap(),
-    );
-    by_kind.insert(
-        PromptKind::Concept,
-        model
-            .encode(&["a photo of a dog in the snow"], size, None)
-            .unwrap(),
-    );
+    by_kind.insert(PromptKind::Null, model.encode_negative(Some(""), 1, size).unwrap());
+    by_kind.insert(PromptKind::Concept, model.encode(&["a photo of a dog in the snow"], size, None).unwrap());
     Prompts { by_kind }
 }
 
@@ -67,20 +50,14 @@ fn txt2img(name: &str) {
         |_, _| {},
     )
     .unwrap();
-    assert_eq!(
-        out.cost,
-        sampler::Cost {
-            unet_calls: 10,
-            unet_rows: 20
-        }
-    );
+    assert_eq!(out.cost, sampler::Cost { unet_calls: 10, unet_rows: 20 });
     let lat_err = mean_abs(&out.latents, &g["latents_ddim10"]);
-    let img = sampler::decode(&model, &out.latents)
-        .unwrap()
-        .permute((0, 2, 3, 1))
-        .unwrap();
+    let img = sampler::decode(&model, &out.latents).unwrap().permute((0, 2, 3, 1)).unwrap();
     let err = mean_abs(&img, &g["image_ddim10"]);
-    println!("{name}: 10-step DDIM latents mean abs error {lat_err:.3e}, image {err:.3e} (1/255 = {:.3e})", 1.0 / 255.0);
+    println!(
+        "{name}: 10-step DDIM latents mean abs error {lat_err:.3e}, image {err:.3e} (1/255 = {:.3e})",
+        1.0 / 255.0
+    );
     assert!(err < 1.0 / 255.0, "{name}: image mean abs error {err}");
 }
 
@@ -103,11 +80,8 @@ fn sdxl_tiny_txt2img_matches_diffusers() {
 fn sd15_tiny_img2img_matches_diffusers() {
     let (model, g, cfg) = setup("sd15-tiny");
     let mut sched = scheduler::build(SchedulerKind::Ddim, &cfg, 10).unwrap();
-    let start = Start::Image {
-        latents: g["img2img_init_latents"].clone(),
-        noise: g["img2img_noise"].clone(),
-        strength: 0.6,
-    };
+    let start =
+        Start::Image { latents: g["img2img_init_latents"].clone(), noise: g["img2img_noise"].clone(), strength: 0.6 };
     let out = sampler::sample(
         &model,
         sched.as_mut(),
@@ -119,10 +93,7 @@ fn sd15_tiny_img2img_matches_diffusers() {
     )
     .unwrap();
     assert_eq!(out.cost.unet_calls, 6, "strength 0.6 of 10 steps runs 6");
-    let img = sampler::decode(&model, &out.latents)
-        .unwrap()
-        .permute((0, 2, 3, 1))
-        .unwrap();
+    let img = sampler::decode(&model, &out.latents).unwrap().permute((0, 2, 3, 1)).unwrap();
     let err = mean_abs(&img, &g["img2img_out"]);
     println!("sd15-tiny img2img: image mean abs error {err:.3e}");
     assert!(err < 1.0 / 255.0, "img2img image mean abs error {err}");

@@ -22,28 +22,22 @@ impl<T: Clone> PerBlock<T> {
         match self {
             PerBlock::One(v) => Ok(vec![v.clone(); n]),
             PerBlock::Many(v) if v.len() == n => Ok(v.clone()),
-            PerBlock::Many(v) => Err(Error::Msg(format!(
-                "config key `{key}` has {} entries but the model has {n} blocks",
-                v.len()
-            ))),
+            PerBlock::Many(v) => {
+                Err(Error::Msg(format!("config key `{key}` has {} entries but the model has {n} blocks", v.len())))
+            }
         }
     }
 }
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Msg(format!(
-            "{}: cannot read config ({e}); is this a diffusers-layout folder?",
-            path.display()
-        ))
+        Error::Msg(format!("{}: cannot read config ({e}); is this a diffusers-layout folder?", path.display()))
     })?;
     serde_json::from_str(&text).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
 }
 
 fn unsupported(path: &str, key: &str, value: impl std::fmt::Debug) -> Error {
-    Error::Msg(format!(
-        "{path}: config key `{key}` = {value:?} is not supported by vstar"
-    ))
+    Error::Msg(format!("{path}: config key `{key}` = {value:?} is not supported by vstar"))
 }
 
 fn d_true() -> bool {
@@ -227,9 +221,7 @@ impl UNetConfig {
         match self.addition_embed_type.as_deref() {
             None => {}
             Some("text_time") => {
-                if self.addition_time_embed_dim.is_none()
-                    || self.projection_class_embeddings_input_dim.is_none()
-                {
+                if self.addition_time_embed_dim.is_none() || self.projection_class_embeddings_input_dim.is_none() {
                     return Err(Error::Msg(format!(
                         "{p}: `addition_embed_type` text_time needs `addition_time_embed_dim` and `projection_class_embeddings_input_dim`"
                     )));
@@ -244,25 +236,13 @@ impl UNetConfig {
             return Err(unsupported(p, "dual_cross_attention", true));
         }
         if self.resnet_time_scale_shift != "default" {
-            return Err(unsupported(
-                p,
-                "resnet_time_scale_shift",
-                &self.resnet_time_scale_shift,
-            ));
+            return Err(unsupported(p, "resnet_time_scale_shift", &self.resnet_time_scale_shift));
         }
         if self.time_embedding_type != "positional" {
-            return Err(unsupported(
-                p,
-                "time_embedding_type",
-                &self.time_embedding_type,
-            ));
+            return Err(unsupported(p, "time_embedding_type", &self.time_embedding_type));
         }
         if self.time_cond_proj_dim.is_some() {
-            return Err(unsupported(
-                p,
-                "time_cond_proj_dim",
-                self.time_cond_proj_dim,
-            ));
+            return Err(unsupported(p, "time_cond_proj_dim", self.time_cond_proj_dim));
         }
         if self.encoder_hid_dim.is_some() {
             return Err(unsupported(p, "encoder_hid_dim", self.encoder_hid_dim));
@@ -274,11 +254,7 @@ impl UNetConfig {
             return Err(unsupported(p, "act_fn", &self.act_fn));
         }
         if self.mid_block_scale_factor != 1.0 {
-            return Err(unsupported(
-                p,
-                "mid_block_scale_factor",
-                self.mid_block_scale_factor,
-            ));
+            return Err(unsupported(p, "mid_block_scale_factor", self.mid_block_scale_factor));
         }
         if self.center_input_sample {
             return Err(unsupported(p, "center_input_sample", true));
@@ -309,9 +285,7 @@ impl UNetConfig {
             Some(h) => h.expand(n, "num_attention_heads")?,
             None => self.attention_head_dim.expand(n, "attention_head_dim")?,
         };
-        let tl = self
-            .transformer_layers_per_block
-            .expand(n, "transformer_layers_per_block")?;
+        let tl = self.transformer_layers_per_block.expand(n, "transformer_layers_per_block")?;
         let cad = self.cross_attention_dim.expand(n, "cross_attention_dim")?;
         Ok((0..n)
             .map(|i| BlockSpec {
@@ -326,8 +300,7 @@ impl UNetConfig {
     }
 
     pub fn time_embed_dim(&self) -> usize {
-        self.time_embedding_dim
-            .unwrap_or(self.block_out_channels[0] * 4)
+        self.time_embedding_dim.unwrap_or(self.block_out_channels[0] * 4)
     }
 }
 
@@ -397,11 +370,7 @@ impl VaeConfig {
         if c.act_fn != "silu" {
             return Err(unsupported(&p, "act_fn", &c.act_fn));
         }
-        if let Some(&ch) = c
-            .block_out_channels
-            .iter()
-            .find(|&&ch| ch % c.norm_num_groups != 0)
-        {
+        if let Some(&ch) = c.block_out_channels.iter().find(|&&ch| ch % c.norm_num_groups != 0) {
             return Err(Error::Msg(format!(
                 "{p}: {ch} channels are not divisible by norm_num_groups {}",
                 c.norm_num_groups
@@ -471,8 +440,6 @@ impl ClipTextConfig {
 
     /// CLIPTextModelWithProjection (SDXL's second encoder) carries `text_projection`.
     pub fn with_projection(&self) -> bool {
-        self.architectures
-            .as_ref()
-            .is_some_and(|a| a.iter().any(|s| s == "CLIPTextModelWithProjection"))
+        self.architectures.as_ref().is_some_and(|a| a.iter().any(|s| s == "CLIPTextModelWithProjection"))
     }
 }

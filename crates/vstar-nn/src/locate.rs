@@ -43,15 +43,15 @@ pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
     let p = Path::new(spec);
     if p.exists() {
         if !p.join("model_index.json").exists() {
-            return Err(Error::Msg(format!("--model {spec}: no model_index.json there; pass the folder of a diffusers-layout pipeline")));
+            return Err(Error::Msg(format!(
+                "--model {spec}: no model_index.json there; pass the folder of a diffusers-layout pipeline"
+            )));
         }
         return Ok(p.to_path_buf());
     }
     if let Some((org, name)) = spec.split_once('/') {
         for cache in hf_cache_dirs() {
-            let snaps = cache
-                .join(format!("models--{org}--{name}"))
-                .join("snapshots");
+            let snaps = cache.join(format!("models--{org}--{name}")).join("snapshots");
             if let Ok(rd) = std::fs::read_dir(&snaps) {
                 let mut dirs: Vec<PathBuf> = rd
                     .filter_map(|e| e.ok().map(|e| e.path()))
@@ -64,5 +64,7 @@ pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
             }
         }
     }
-    Err(Error::Msg(format!("--model {spec}: no such folder, and not found in the Hugging Face cache (vstar never downloads)")))
+    Err(Error::Msg(format!(
+        "--model {spec}: no such folder, and not found in the Hugging Face cache (vstar never downloads)"
+    )))
 }

@@ -36,25 +36,15 @@ impl Conditioning {
     /// Rows stacked in order: the batch of one UNet call built from several prompt kinds.
     pub fn cat(parts: &[&Conditioning]) -> Result<Conditioning> {
         let ctx: Vec<&Tensor> = parts.iter().map(|c| &c.context).collect();
-        let added = match parts
-            .iter()
-            .map(|c| c.added.as_ref())
-            .collect::<Option<Vec<_>>>()
-        {
+        let added = match parts.iter().map(|c| c.added.as_ref()).collect::<Option<Vec<_>>>() {
             Some(a) if !a.is_empty() => {
                 let te: Vec<&Tensor> = a.iter().map(|x| &x.text_embeds).collect();
                 let ti: Vec<&Tensor> = a.iter().map(|x| &x.time_ids).collect();
-                Some(AddedCond {
-                    text_embeds: Tensor::cat(&te, 0)?,
-                    time_ids: Tensor::cat(&ti, 0)?,
-                })
+                Some(AddedCond { text_embeds: Tensor::cat(&te, 0)?, time_ids: Tensor::cat(&ti, 0)? })
             }
             _ => None,
         };
-        Ok(Conditioning {
-            context: Tensor::cat(&ctx, 0)?,
-            added,
-        })
+        Ok(Conditioning { context: Tensor::cat(&ctx, 0)?, added })
     }
 
     pub fn batch(&self) -> Result<usize> {
@@ -99,23 +89,13 @@ impl Model {
             )));
         }
         let index: Value = read_json(&root.join("model_index.json"))?;
-        let class = index
-            .get("_class_name")
-            .and_then(|c| c.as_str())
-            .unwrap_or("StableDiffusionPipeline");
-        let family = if class.contains("XL") {
-            Family::Sdxl
-        } else {
-            Family::Sd
-        };
+        let class = index.get("_class_name").and_then(|c| c.as_str()).unwrap_or("StableDiffusionPipeline");
+        let family = if class.contains("XL") { Family::Sdxl } else { Family::Sd };
         let mut unused = vec![];
         let mut text = vec![];
         let towers: &[(&str, &str)] = match family {
             Family::Sd => &[("text_encoder", "tokenizer")],
-            Family::Sdxl => &[
-                ("text_encoder", "tokenizer"),
-                ("text_encoder_2", "tokenizer_2"),
-            ],
+            Family::Sdxl => &[("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")],
         };
         for (enc, tok) in towers {
             let tokenizer = ClipTokenizer::from_dir(&root.join(tok))?;
@@ -125,21 +105,15 @@ impl Model {
             unused.push((enc.to_string(), src.unused()));
             text.push(TextTower { tokenizer, encoder });
         }
-        let (unet, src) = component(root, "unet", dev, |d, vb| {
-            UNet::new(&UNetConfig::from_file(&d.join("config.json"))?, vb)
-        })?;
+        let (unet, src) =
+            component(root, "unet", dev, |d, vb| UNet::new(&UNetConfig::from_file(&d.join("config.json"))?, vb))?;
         unused.push(("unet".into(), src.unused()));
-        let (vae, src) = component(root, "vae", dev, |d, vb| {
-            Vae::new(&VaeConfig::from_file(&d.join("config.json"))?, vb)
-        })?;
+        let (vae, src) =
+            component(root, "vae", dev, |d, vb| Vae::new(&VaeConfig::from_file(&d.join("config.json"))?, vb))?;
         unused.push(("vae".into(), src.unused()));
-        let scheduler_config: Value =
-            read_json(&root.join("scheduler").join("scheduler_config.json"))?;
+        let scheduler_config: Value = read_json(&root.join("scheduler").join("scheduler_config.json"))?;
         let zeros = family == Family::Sdxl
-            && index
-                .get("force_zeros_for_empty_prompt")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(true);
+            && index.get("force_zeros_for_empty_prompt").and_then(|v| v.as_bool()).unwrap_or(true);
         unused.retain(|(_, u)| !u.is_empty());
         Ok(Self {
             root: root.to_path_buf(),
@@ -162,7 +136,9 @@ impl Model {
     pub fn latent_shape(&self, height: usize, width: usize) -> Result<(usize, usize, usize)> {
         let f = self.vae.config.downsample_factor();
         if height % f != 0 || width % f != 0 || height == 0 || width == 0 {
-            return Err(Error::Msg(format!("--height/--width must be positive multiples of {f} for this model (got {height}x{width})")));
+            return Err(Error::Msg(format!(
+                "--height/--width must be positive multiples of {f} for this model (got {height}x{width})"
+            )));
         }
         Ok((self.unet.config.in_channels, height / f, width / f))
     }
@@ -176,7 +152,10 @@ impl Model {
                 for p in prompts {
                     let e = t.tokenizer.encode(p)?;
                     if e.truncated {
-                        eprintln!("warning: prompt longer than {} tokens was truncated, as CLIP does: {p:?}", t.tokenizer.max_length);
+                        eprintln!(
+                            "warning: prompt longer than {} tokens was truncated, as CLIP does: {p:?}",
+                            t.tokenizer.max_length
+                        );
                     }
                     rows.extend(e.ids);
                 }
@@ -206,10 +185,7 @@ impl Model {
         match self.family {
             Family::Sd => {
                 let out = self.text[0].encoder.forward(&ids[0], adapter_scale)?;
-                Ok(Conditioning {
-                    context: out.last_hidden,
-                    added: None,
-                })
+                Ok(Conditioning { context: out.last_hidden, added: None })
             }
             Family::Sdxl => {
                 let o1 = self.text[0].encoder.forward(&ids[0], adapter_scale)?;
@@ -217,42 +193,23 @@ impl Model {
                 let context = Tensor::cat(&[&o1.penultimate, &o2.penultimate], 2)?;
                 let b = context.dim(0)?;
                 let t = [h as f32, w as f32, 0.0, 0.0, h as f32, w as f32];
-                let time_ids = Tensor::new(&t, &self.device)?
-                    .unsqueeze(0)?
-                    .repeat((b, 1))?;
-                Ok(Conditioning {
-                    context,
-                    added: Some(AddedCond {
-                        text_embeds: o2.pooled,
-                        time_ids,
-                    }),
-                })
+                let time_ids = Tensor::new(&t, &self.device)?.unsqueeze(0)?.repeat((b, 1))?;
+                Ok(Conditioning { context, added: Some(AddedCond { text_embeds: o2.pooled, time_ids }) })
             }
         }
     }
 
     /// The unconditional branch: "" or the user's negative prompt; SDXL zeros when absent.
-    pub fn encode_negative(
-        &self,
-        negative: Option<&str>,
-        n: usize,
-        size: (usize, usize),
-    ) -> Result<Conditioning> {
+    pub fn encode_negative(&self, negative: Option<&str>, n: usize, size: (usize, usize)) -> Result<Conditioning> {
         let c = self.encode(&vec![negative.unwrap_or(""); n], size, None)?;
         if negative.is_none() && self.zeros_for_empty_negative {
             let added = c
                 .added
                 .map(|a| -> Result<AddedCond> {
-                    Ok(AddedCond {
-                        text_embeds: a.text_embeds.zeros_like()?,
-                        time_ids: a.time_ids,
-                    })
+                    Ok(AddedCond { text_embeds: a.text_embeds.zeros_like()?, time_ids: a.time_ids })
                 })
                 .transpose()?;
-            return Ok(Conditioning {
-                context: c.context.zeros_like()?,
-                added,
-            });
+            return Ok(Conditioning { context: c.context.zeros_like()?, added });
         }
         Ok(c)
     }

@@ -10,8 +10,7 @@ use tokenizers::{AddedToken, Tokenizer};
 
 pub const BOS: &str = "<|startoftext|>";
 pub const EOS: &str = "<|endoftext|>";
-const CLIP_SPLIT: &str =
-    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+const CLIP_SPLIT: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 #[derive(Clone)]
 pub struct ClipTokenizer {
@@ -34,15 +33,12 @@ pub struct Encoded {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Error::Msg(format!("{}: cannot read ({e})", path.display())))
+    std::fs::read_to_string(path).map_err(|e| Error::Msg(format!("{}: cannot read ({e})", path.display())))
 }
 
 /// A special token in tokenizer_config.json / special_tokens_map.json: a string or {"content": ..}.
 fn token_string(v: &Value) -> Option<String> {
-    v.as_str()
-        .map(String::from)
-        .or_else(|| v.get("content").and_then(|c| c.as_str()).map(String::from))
+    v.as_str().map(String::from).or_else(|| v.get("content").and_then(|c| c.as_str()).map(String::from))
 }
 
 impl ClipTokenizer {
@@ -53,14 +49,14 @@ impl ClipTokenizer {
         let mut max_length = 77;
         let stm = dir.join("special_tokens_map.json");
         if stm.exists() {
-            let v: Value = serde_json::from_str(&read(&stm)?)
-                .map_err(|e| Error::Msg(format!("{}: {e}", stm.display())))?;
+            let v: Value =
+                serde_json::from_str(&read(&stm)?).map_err(|e| Error::Msg(format!("{}: {e}", stm.display())))?;
             pad = v.get("pad_token").and_then(token_string);
         }
         let tc = dir.join("tokenizer_config.json");
         if tc.exists() {
-            let v: Value = serde_json::from_str(&read(&tc)?)
-                .map_err(|e| Error::Msg(format!("{}: {e}", tc.display())))?;
+            let v: Value =
+                serde_json::from_str(&read(&tc)?).map_err(|e| Error::Msg(format!("{}: {e}", tc.display())))?;
             pad = pad.or_else(|| v.get("pad_token").and_then(token_string));
             if let Some(m) = v.get("model_max_length").and_then(|m| m.as_u64()) {
                 // transformers writes a huge sentinel when unset; CLIP's context is 77 then.
@@ -69,23 +65,28 @@ impl ClipTokenizer {
                 }
             }
         }
-        let mut tok = Self::from_files(
-            &dir.join("vocab.json"),
-            &dir.join("merges.txt"),
-            pad.as_deref(),
-            max_length,
-        )?;
+        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        let json = dir.join("tokenizer.json");
+        // Hub SD folders carry vocab.json + merges.txt; transformers 5 saves only tokenizer.json.
+        let mut tok = if vocab.exists() && merges.exists() {
+            Self::from_files(&vocab, &merges, pad.as_deref(), max_length)?
+        } else if json.exists() {
+            let inner = Tokenizer::from_file(&json)
+                .map_err(|e| Error::Msg(format!("{}: cannot read the tokenizer ({e})", json.display())))?;
+            Self::from_tokenizer(inner, &json, pad.as_deref(), max_length)?
+        } else {
+            return Err(Error::Msg(format!(
+                "{}: no vocab.json + merges.txt or tokenizer.json; a tokenizer folder needs them",
+                dir.display()
+            )));
+        };
         let added = dir.join("added_tokens.json");
         if added.exists() {
-            let v: Value = serde_json::from_str(&read(&added)?)
-                .map_err(|e| Error::Msg(format!("{}: {e}", added.display())))?;
+            let v: Value =
+                serde_json::from_str(&read(&added)?).map_err(|e| Error::Msg(format!("{}: {e}", added.display())))?;
             let mut pairs: Vec<(String, u64)> = v
                 .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter_map(|(k, id)| id.as_u64().map(|id| (k.clone(), id)))
-                        .collect()
-                })
+                .map(|o| o.iter().filter_map(|(k, id)| id.as_u64().map(|id| (k.clone(), id))).collect())
                 .unwrap_or_default();
             pairs.sort_by_key(|p| p.1);
             for (t, _) in pairs {
@@ -96,34 +97,20 @@ impl ClipTokenizer {
     }
 
     /// `pad`: the padding token (SD 1.5 pads with `<|endoftext|>`, SD 2.1 with "!").
-    pub fn from_files(
-        vocab: &Path,
-        merges: &Path,
-        pad: Option<&str>,
-        max_length: usize,
-    ) -> Result<Self> {
+    pub fn from_files(vocab: &Path, merges: &Path, pad: Option<&str>, max_length: usize) -> Result<Self> {
         let vocab_json: Value = serde_json::from_str(&read(vocab)?)
             .map_err(|e| Error::Msg(format!("{}: invalid vocab JSON ({e})", vocab.display())))?;
-        let vmap = vocab_json.as_object().ok_or_else(|| {
-            Error::Msg(format!(
-                "{}: expected a token -> id object",
-                vocab.display()
-            ))
-        })?;
-        let id_of = |t: &str| -> Result<u32> {
+        let vmap = vocab_json
+            .as_object()
+            .ok_or_else(|| Error::Msg(format!("{}: expected a token -> id object", vocab.display())))?;
+        let id_of = |t: &str| -> Result<u64> {
             vmap.get(t)
                 .and_then(|v| v.as_u64())
-                .map(|v| v as u32)
-                .ok_or_else(|| {
-                    Error::Msg(format!(
-                        "{}: has no `{t}` token; not a CLIP vocabulary",
-                        vocab.display()
-                    ))
-                })
+                .ok_or_else(|| Error::Msg(format!("{}: has no `{t}` token; not a CLIP vocabulary", vocab.display())))
         };
         let (bos_id, eos_id) = (id_of(BOS)?, id_of(EOS)?);
         let pad_tok = pad.unwrap_or(EOS);
-        let pad_id = id_of(pad_tok)?;
+        id_of(pad_tok)?;
         let merges_list: Vec<String> = read(merges)?
             .lines()
             .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
@@ -131,11 +118,7 @@ impl ClipTokenizer {
             .collect();
         for (i, m) in merges_list.iter().enumerate() {
             if m.split(' ').count() != 2 {
-                return Err(Error::Msg(format!(
-                    "{}:{}: a merge must be two symbols",
-                    merges.display(),
-                    i + 1
-                )));
+                return Err(Error::Msg(format!("{}:{}: a merge must be two symbols", merges.display(), i + 1)));
             }
         }
         let spec = json!({
@@ -163,21 +146,24 @@ impl ClipTokenizer {
                 "vocab": vocab_json, "merges": merges_list
             }
         });
-        let inner = Tokenizer::from_str(&spec.to_string()).map_err(|e| {
-            Error::Msg(format!(
-                "{}: cannot build the tokenizer ({e})",
-                vocab.display()
-            ))
-        })?;
+        let inner = Tokenizer::from_str(&spec.to_string())
+            .map_err(|e| Error::Msg(format!("{}: cannot build the tokenizer ({e})", vocab.display())))?;
+        Self::from_tokenizer(inner, vocab, Some(pad_tok), max_length)
+    }
+
+    /// Wraps a built tokenizer; `source` names the file in errors. Its own padding and
+    /// truncation settings are dropped: `encode` pads and truncates as CLIP does.
+    fn from_tokenizer(mut inner: Tokenizer, source: &Path, pad: Option<&str>, max_length: usize) -> Result<Self> {
+        let id_of = |t: &str| -> Result<u32> {
+            inner
+                .token_to_id(t)
+                .ok_or_else(|| Error::Msg(format!("{}: has no `{t}` token; not a CLIP vocabulary", source.display())))
+        };
+        let (bos_id, eos_id, pad_id) = (id_of(BOS)?, id_of(EOS)?, id_of(pad.unwrap_or(EOS))?);
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| Error::Msg(format!("{}: {e}", source.display())))?;
         let base_vocab = inner.get_vocab_size(true);
-        Ok(Self {
-            inner,
-            max_length,
-            bos_id,
-            eos_id,
-            pad_id,
-            base_vocab,
-        })
+        Ok(Self { inner, max_length, bos_id, eos_id, pad_id, base_vocab })
     }
 
     /// Adds a whole-word token (a placeholder such as "<v*>"); returns its id.
@@ -185,8 +171,7 @@ impl ClipTokenizer {
         if let Some(id) = self.inner.token_to_id(token) {
             return Ok(id);
         }
-        self.inner
-            .add_tokens(&[AddedToken::from(token.to_string(), false)]);
+        self.inner.add_tokens(&[AddedToken::from(token.to_string(), false)]);
         self.inner
             .token_to_id(token)
             .ok_or_else(|| Error::Msg(format!("could not add token `{token}` to the tokenizer")))
@@ -207,10 +192,7 @@ impl ClipTokenizer {
 
     /// Token ids of the text alone, no BOS/EOS, no padding.
     pub fn tokens(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Msg(format!("cannot tokenize {text:?}: {e}")))?;
+        let enc = self.inner.encode(text, false).map_err(|e| Error::Msg(format!("cannot tokenize {text:?}: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 

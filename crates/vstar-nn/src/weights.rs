@@ -25,8 +25,7 @@ pub struct SafetensorsBackend {
 impl SafetensorsBackend {
     pub fn open(files: &[PathBuf]) -> Result<Self> {
         for f in files {
-            let meta = std::fs::metadata(f)
-                .map_err(|e| Error::Msg(format!("{}: cannot read ({e})", f.display())))?;
+            let meta = std::fs::metadata(f).map_err(|e| Error::Msg(format!("{}: cannot read ({e})", f.display())))?;
             if meta.len() < 8 {
                 return Err(Error::Msg(format!(
                     "{}: truncated safetensors file ({} bytes); re-download or re-export it",
@@ -45,19 +44,11 @@ impl SafetensorsBackend {
             })?;
         }
         let st = unsafe { MmapedSafetensors::multi(files) }?;
-        Ok(Self {
-            files: files.to_vec(),
-            st,
-            used: Mutex::new(BTreeSet::new()),
-        })
+        Ok(Self { files: files.to_vec(), st, used: Mutex::new(BTreeSet::new()) })
     }
 
     fn describe(&self) -> String {
-        self.files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
     }
 
     /// Names in the files the model never asked for (ignorable buffers excluded).
@@ -83,10 +74,7 @@ fn convertible(dtype: safetensors::Dtype) -> bool {
 impl SimpleBackend for SafetensorsBackend {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
         let view = self.st.get(name).map_err(|_| {
-            Error::Msg(format!(
-                "{}: tensor `{name}` is missing (expected shape {s:?})",
-                self.describe()
-            ))
+            Error::Msg(format!("{}: tensor `{name}` is missing (expected shape {s:?})", self.describe()))
         })?;
         if view.shape() != s.dims() {
             return Err(Error::Msg(format!(
@@ -128,38 +116,24 @@ pub struct MetaBackend {
 impl MetaBackend {
     pub fn new(shapes: BTreeMap<String, Vec<usize>>) -> Result<Self> {
         let zero = Tensor::zeros((), DType::F32, &Device::Cpu)?;
-        Ok(Self {
-            shapes,
-            zero,
-            used: Mutex::new(BTreeSet::new()),
-        })
+        Ok(Self { shapes, zero, used: Mutex::new(BTreeSet::new()) })
     }
 
     /// Reads `name<TAB>d0,d1,...` lines (the params.txt lists in tests/fixtures/real-configs).
     pub fn from_list(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Msg(format!("{}: cannot read ({e})", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::Msg(format!("{}: cannot read ({e})", path.display())))?;
         let mut shapes = BTreeMap::new();
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let (name, dims) = line.split_once('\t').ok_or_else(|| {
-                Error::Msg(format!(
-                    "{}:{}: expected `name<TAB>shape`",
-                    path.display(),
-                    i + 1
-                ))
-            })?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let (name, dims) = line
+                .split_once('\t')
+                .ok_or_else(|| Error::Msg(format!("{}:{}: expected `name<TAB>shape`", path.display(), i + 1)))?;
             let dims = dims
                 .split(',')
                 .filter(|d| !d.is_empty())
                 .map(|d| d.trim().parse::<usize>())
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    Error::Msg(format!("{}:{}: bad shape ({e})", path.display(), i + 1))
-                })?;
+                .map_err(|e| Error::Msg(format!("{}:{}: bad shape ({e})", path.display(), i + 1)))?;
             shapes.insert(name.to_string(), dims);
         }
         Self::new(shapes)
@@ -177,24 +151,19 @@ impl MetaBackend {
 
 impl SimpleBackend for MetaBackend {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, _: &Device) -> Result<Tensor> {
-        let found = self.shapes.get(name).ok_or_else(|| {
-            Error::Msg(format!("tensor `{name}` is missing (expected shape {s:?})"))
-        })?;
+        let found = self
+            .shapes
+            .get(name)
+            .ok_or_else(|| Error::Msg(format!("tensor `{name}` is missing (expected shape {s:?})")))?;
         if found.as_slice() != s.dims() {
-            return Err(Error::Msg(format!(
-                "tensor `{name}` has shape {found:?}, the config expects {:?}",
-                s.dims()
-            )));
+            return Err(Error::Msg(format!("tensor `{name}` has shape {found:?}, the config expects {:?}", s.dims())));
         }
         self.used.lock().unwrap().insert(name.to_string());
         self.zero.to_dtype(dtype)?.broadcast_as(s)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, _: &Device) -> Result<Tensor> {
-        let dims = self
-            .shapes
-            .get(name)
-            .ok_or_else(|| Error::Msg(format!("tensor `{name}` is missing")))?;
+        let dims = self.shapes.get(name).ok_or_else(|| Error::Msg(format!("tensor `{name}` is missing")))?;
         self.used.lock().unwrap().insert(name.to_string());
         self.zero.to_dtype(dtype)?.broadcast_as(dims.as_slice())
     }
@@ -218,22 +187,14 @@ pub fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
-    if let Some(index) = entries
-        .iter()
-        .find(|p| p.to_string_lossy().ends_with(".safetensors.index.json"))
-    {
+    if let Some(index) = entries.iter().find(|p| p.to_string_lossy().ends_with(".safetensors.index.json")) {
         return shards_from_index(index);
     }
-    let st: Vec<PathBuf> = entries
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
+    let st: Vec<PathBuf> = entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
     // A folder may carry both full and fp16 variants; take the plain one if present.
     let plain: Vec<PathBuf> = st
         .iter()
-        .filter(|p| {
-            !p.to_string_lossy().contains(".fp16.") && !p.to_string_lossy().contains(".bf16.")
-        })
+        .filter(|p| !p.to_string_lossy().contains(".fp16.") && !p.to_string_lossy().contains(".bf16."))
         .cloned()
         .collect();
     let chosen = if plain.is_empty() { st } else { plain };
@@ -251,20 +212,16 @@ pub fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn shards_from_index(index: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(index)
-        .map_err(|e| Error::Msg(format!("{}: cannot read ({e})", index.display())))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Msg(format!("{}: invalid JSON ({e})", index.display())))?;
+    let text =
+        std::fs::read_to_string(index).map_err(|e| Error::Msg(format!("{}: cannot read ({e})", index.display())))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::Msg(format!("{}: invalid JSON ({e})", index.display())))?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
         .ok_or_else(|| Error::Msg(format!("{}: no `weight_map` object", index.display())))?;
     let dir = index.parent().unwrap_or(Path::new("."));
-    let files: BTreeSet<PathBuf> = map
-        .values()
-        .filter_map(|v| v.as_str())
-        .map(|f| dir.join(f))
-        .collect();
+    let files: BTreeSet<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
     Ok(files.into_iter().collect())
 }
 
@@ -298,11 +255,7 @@ impl<B: SimpleBackend> SimpleBackend for Shared<B> {
 }
 
 /// A `VarBuilder` over a component folder's safetensors, plus the handle for unused-key checks.
-pub fn load_component(
-    dir: &Path,
-    dtype: DType,
-    dev: &Device,
-) -> Result<(VarBuilder<'static>, Source)> {
+pub fn load_component(dir: &Path, dtype: DType, dev: &Device) -> Result<(VarBuilder<'static>, Source)> {
     let backend = std::sync::Arc::new(SafetensorsBackend::open(&component_files(dir)?)?);
     let vb = VarBuilder::from_backend(Box::new(Shared(backend.clone())), dtype, dev.clone());
     Ok((vb, Source::Safetensors(backend)))

@@ -18,10 +18,7 @@ fn layer() -> (AdaptedLinear, Slots) {
     m.insert("l.bias".to_string(), t(&[0.5, -0.5], &[2]));
     let vb = VarBuilder::from_tensors(m, DType::F32, &Device::Cpu);
     let slots = Slots::default();
-    (
-        AdaptedLinear::new(2, 2, true, vb.pp("l"), &slots).unwrap(),
-        slots,
-    )
+    (AdaptedLinear::new(2, 2, true, vb.pp("l"), &slots).unwrap(), slots)
 }
 
 fn rows(x: &Tensor) -> Vec<Vec<f32>> {
@@ -32,16 +29,7 @@ fn rows(x: &Tensor) -> Vec<Vec<f32>> {
 fn lora_adds_scaled_low_rank_product_per_row() {
     let (lin, slots) = layer();
     // down A = [1, 1] (r=1, in 2), up B = [[1],[2]] (out 2, r 1), alpha/r = 0.5 -> dW = [[.5,.5],[1,1]]
-    slots
-        .push(
-            "l",
-            Delta::Lora {
-                down: t(&[1., 1.], &[1, 2]),
-                up: t(&[1., 2.], &[2, 1]),
-                scale: 0.5,
-            },
-        )
-        .unwrap();
+    slots.push("l", Delta::Lora { down: t(&[1., 1.], &[1, 2]), up: t(&[1., 2.], &[2, 1]), scale: 0.5 }).unwrap();
     let x = t(&[1., 0., 1., 0., 0., 2.], &[3, 2]);
     let scale = t(&[0., 1., 0.5], &[3]);
     let y = rows(&lin.forward(&x, Some(&scale)).unwrap());
@@ -66,29 +54,16 @@ fn row_scale_is_weight_interpolation_for_dense_deltas() {
     let y = lin.forward(&x, Some(&t(&[w as f32], &[1]))).unwrap();
     let ww = (lin.weight() + (dw * w).unwrap()).unwrap();
     let expect = (x.matmul(&ww.t().unwrap()).unwrap() + t(&[0.5, -0.5], &[1, 2])).unwrap();
-    let err = (y - expect)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let err = (y - expect).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(err < 1e-6, "{err}");
 }
 
 #[test]
 fn adapter_of_wrong_shape_names_the_layer() {
     let (_, slots) = layer();
-    let e = slots
-        .push("l", Delta::Dense(t(&[1., 2., 3.], &[1, 3])))
-        .unwrap_err()
-        .to_string();
+    let e = slots.push("l", Delta::Dense(t(&[1., 2., 3.], &[1, 3]))).unwrap_err().to_string();
     assert!(e.contains("`l`") && e.contains("another base model"), "{e}");
-    let e = slots
-        .push("nope", Delta::Dense(t(&[1., 2., 3., 4.], &[2, 2])))
-        .unwrap_err()
-        .to_string();
+    let e = slots.push("nope", Delta::Dense(t(&[1., 2., 3., 4.], &[2, 2]))).unwrap_err().to_string();
     assert!(e.contains("`nope`"), "{e}");
 }
 
@@ -96,10 +71,7 @@ fn adapter_of_wrong_shape_names_the_layer() {
 fn copy_rows_replaces_destinations() {
     let x = t(&[0., 1., 2.], &[3, 1]);
     let y = copy_rows(&x, &[(0, 2)]).unwrap();
-    assert_eq!(
-        y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-        vec![0., 1., 0.]
-    );
+    assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0., 1., 0.]);
     assert!(copy_rows(&x, &[(0, 5)]).is_err());
 }
 
@@ -107,20 +79,10 @@ fn attention(cross: bool) -> Attention {
     let dev = Device::Cpu;
     let mut m = HashMap::new();
     for name in ["to_q", "to_k", "to_v", "to_out.0"] {
-        let inp = if cross && (name == "to_k" || name == "to_v") {
-            6
-        } else {
-            4
-        };
-        m.insert(
-            format!("a.{name}.weight"),
-            Tensor::randn(0f32, 0.5, (4, inp), &dev).unwrap(),
-        );
+        let inp = if cross && (name == "to_k" || name == "to_v") { 6 } else { 4 };
+        m.insert(format!("a.{name}.weight"), Tensor::randn(0f32, 0.5, (4, inp), &dev).unwrap());
     }
-    m.insert(
-        "a.to_out.0.bias".into(),
-        Tensor::zeros(4, DType::F32, &dev).unwrap(),
-    );
+    m.insert("a.to_out.0.bias".into(), Tensor::zeros(4, DType::F32, &dev).unwrap());
     let vb = VarBuilder::from_tensors(m, DType::F32, &dev);
     Attention::new(4, cross.then_some(6), 2, vb.pp("a"), &Slots::default()).unwrap()
 }
@@ -131,24 +93,12 @@ fn recorded_cross_attention_covers_all_tokens() {
     let x = Tensor::randn(0f32, 1.0, (2, 6, 4), &Device::Cpu).unwrap(); // 2x3 spatial
     let ctx_tokens = Tensor::randn(0f32, 1.0, (2, 5, 6), &Device::Cpu).unwrap();
     let mut hooks = AttentionHooks::recording((0..5).collect());
-    attn.forward(
-        &x,
-        Some(&ctx_tokens),
-        (2, 3),
-        &mut Ctx::new(None, Some(&mut hooks)),
-    )
-    .unwrap();
+    attn.forward(&x, Some(&ctx_tokens), (2, 3), &mut Ctx::new(None, Some(&mut hooks))).unwrap();
     assert_eq!(hooks.recorded.len(), 1);
     let m = &hooks.recorded[0].probs;
     assert_eq!(m.dims(), &[2, 5, 2, 3]);
     // Probabilities over all tokens sum to one at every pixel.
-    let s = m
-        .sum(1)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let s = m.sum(1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(s.iter().all(|v| (v - 1.0).abs() < 1e-5), "{s:?}");
 }
 
@@ -159,34 +109,11 @@ fn copied_self_attention_features_equal_the_source_row() {
     let plain = attn.forward(&x, None, (2, 2), &mut Ctx::default()).unwrap();
     let mut hooks = AttentionHooks::default();
     hooks.copy_self_features = vec![(0, 1)];
-    let copied = attn
-        .forward(&x, None, (2, 2), &mut Ctx::new(None, Some(&mut hooks)))
-        .unwrap();
-    let a = copied
-        .get(1)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let b = plain
-        .get(0)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let copied = attn.forward(&x, None, (2, 2), &mut Ctx::new(None, Some(&mut hooks))).unwrap();
+    let a = copied.get(1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = plain.get(0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(a, b);
-    assert_ne!(
-        a,
-        plain
-            .get(1)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-    );
+    assert_ne!(a, plain.get(1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
 }
 
 #[test]
@@ -194,60 +121,21 @@ fn copied_cross_maps_change_only_the_destination() {
     let attn = attention(true);
     let x = Tensor::randn(0f32, 1.0, (2, 4, 4), &Device::Cpu).unwrap();
     let c = Tensor::randn(0f32, 1.0, (2, 3, 6), &Device::Cpu).unwrap();
-    let plain = attn
-        .forward(&x, Some(&c), (2, 2), &mut Ctx::default())
-        .unwrap();
-    let mut hooks = AttentionHooks {
-        copy_cross_maps: vec![(0, 1)],
-        record_tokens: vec![0, 1, 2],
-        ..Default::default()
-    };
-    let out = attn
-        .forward(&x, Some(&c), (2, 2), &mut Ctx::new(None, Some(&mut hooks)))
-        .unwrap();
+    let plain = attn.forward(&x, Some(&c), (2, 2), &mut Ctx::default()).unwrap();
+    let mut hooks =
+        AttentionHooks { copy_cross_maps: vec![(0, 1)], record_tokens: vec![0, 1, 2], ..Default::default() };
+    let out = attn.forward(&x, Some(&c), (2, 2), &mut Ctx::new(None, Some(&mut hooks))).unwrap();
     let r = &hooks.recorded[0].probs;
     assert_eq!(
-        r.get(0)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap(),
-        r.get(1)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
+        r.get(0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        r.get(1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
     );
     assert_eq!(
-        out.get(0)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap(),
-        plain
-            .get(0)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
+        out.get(0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        plain.get(0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
     );
     assert_ne!(
-        out.get(1)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap(),
-        plain
-            .get(1)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
+        out.get(1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        plain.get(1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
     );
 }

@@ -8,7 +8,8 @@ use vstar_nn::config::VaeConfig;
 use vstar_nn::models::Vae;
 use vstar_nn::weights::load_component;
 
-const VAE_CONFIG: &str = r#"{"block_out_channels": [8, 16], "latent_channels": 4, "norm_num_groups": 4, "layers_per_block": 1}"#;
+const VAE_CONFIG: &str =
+    r#"{"block_out_channels": [8, 16], "latent_channels": 4, "norm_num_groups": 4, "layers_per_block": 1}"#;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vstar-bad-input-{}-{name}", std::process::id()));
@@ -24,16 +25,10 @@ fn vae_dir(name: &str, edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> PathB
     let vm = VarMap::new();
     let cfg: VaeConfig = serde_json::from_str(VAE_CONFIG).unwrap();
     Vae::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-    let mut tensors: HashMap<String, Tensor> = vm
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect();
+    let mut tensors: HashMap<String, Tensor> =
+        vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
     edit(&mut tensors);
-    candle_core::safetensors::save(&tensors, d.join("diffusion_pytorch_model.safetensors"))
-        .unwrap();
+    candle_core::safetensors::save(&tensors, d.join("diffusion_pytorch_model.safetensors")).unwrap();
     d
 }
 
@@ -54,38 +49,27 @@ fn valid_folder_loads() {
 
 #[test]
 fn missing_folder_is_named() {
-    let e = load_component(Path::new("/nonexistent/vae"), DType::F32, &Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        e.contains("/nonexistent/vae") && e.contains("missing"),
-        "{e}"
-    );
+    let e = load_component(Path::new("/nonexistent/vae"), DType::F32, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("/nonexistent/vae") && e.contains("missing"), "{e}");
 }
 
 #[test]
 fn missing_config_key_is_named() {
     let d = tmp("nokey");
     std::fs::write(d.join("config.json"), r#"{"block_out_channels": [8, 16]}"#).unwrap();
-    let e = VaeConfig::from_file(&d.join("config.json"))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        e.contains("config.json") && e.contains("latent_channels"),
-        "{e}"
-    );
+    let e = VaeConfig::from_file(&d.join("config.json")).err().unwrap().to_string();
+    assert!(e.contains("config.json") && e.contains("latent_channels"), "{e}");
 }
 
 #[test]
 fn unsupported_config_value_is_named() {
     let d = tmp("badval");
-    std::fs::write(d.join("config.json"), r#"{"block_out_channels": [8, 16], "latent_channels": 4, "norm_num_groups": 4, "act_fn": "gelu"}"#).unwrap();
-    let e = VaeConfig::from_file(&d.join("config.json"))
-        .err()
-        .unwrap()
-        .to_string();
+    std::fs::write(
+        d.join("config.json"),
+        r#"{"block_out_channels": [8, 16], "latent_channels": 4, "norm_num_groups": 4, "act_fn": "gelu"}"#,
+    )
+    .unwrap();
+    let e = VaeConfig::from_file(&d.join("config.json")).err().unwrap().to_string();
     assert!(e.contains("act_fn") && e.contains("not supported"), "{e}");
 }
 
@@ -96,20 +80,13 @@ fn truncated_safetensors_is_named() {
     let bytes = std::fs::read(&f).unwrap();
     std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
     let e = load(&d).err().unwrap();
-    assert!(
-        e.contains("diffusion_pytorch_model.safetensors") && e.contains("truncated or corrupt"),
-        "{e}"
-    );
+    assert!(e.contains("diffusion_pytorch_model.safetensors") && e.contains("truncated or corrupt"), "{e}");
 }
 
 #[test]
 fn garbage_safetensors_is_named() {
     let d = vae_dir("garbage", |_| {});
-    std::fs::write(
-        d.join("diffusion_pytorch_model.safetensors"),
-        b"this is not a safetensors file at all",
-    )
-    .unwrap();
+    std::fs::write(d.join("diffusion_pytorch_model.safetensors"), b"this is not a safetensors file at all").unwrap();
     let e = load(&d).err().unwrap();
     assert!(e.contains("not a valid safetensors file"), "{e}");
 }
@@ -117,16 +94,11 @@ fn garbage_safetensors_is_named() {
 #[test]
 fn shape_mismatch_names_the_tensor() {
     let d = vae_dir("shape", |t| {
-        t.insert(
-            "encoder.conv_in.weight".into(),
-            Tensor::zeros((8, 3, 5, 5), DType::F32, &Device::Cpu).unwrap(),
-        );
+        t.insert("encoder.conv_in.weight".into(), Tensor::zeros((8, 3, 5, 5), DType::F32, &Device::Cpu).unwrap());
     });
     let e = load(&d).err().unwrap();
     assert!(
-        first_line(&e).contains(
-            "`encoder.conv_in.weight` has shape [8, 3, 5, 5], the config expects [8, 3, 3, 3]"
-        ),
+        first_line(&e).contains("`encoder.conv_in.weight` has shape [8, 3, 5, 5], the config expects [8, 3, 3, 3]"),
         "{e}"
     );
 }
@@ -147,10 +119,7 @@ fn unsupported_dtype_is_named() {
         t.insert("encoder.conv_in.weight".into(), w);
     });
     let e = load(&d).err().unwrap();
-    assert!(
-        e.contains("`encoder.conv_in.weight` has unsupported dtype"),
-        "{e}"
-    );
+    assert!(e.contains("`encoder.conv_in.weight` has unsupported dtype"), "{e}");
 }
 
 #[test]
@@ -169,8 +138,5 @@ fn pickled_weights_are_refused() {
     std::fs::write(d.join("config.json"), VAE_CONFIG).unwrap();
     std::fs::write(d.join("diffusion_pytorch_model.bin"), b"pickle").unwrap();
     let e = load(&d).err().unwrap();
-    assert!(
-        e.contains("no .safetensors weights") && e.contains("pickled"),
-        "{e}"
-    );
+    assert!(e.contains("no .safetensors weights") && e.contains("pickled"), "{e}");
 }

@@ -11,9 +11,7 @@ use vstar_nn::Ctx;
 const TOL: f32 = 1e-4;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
 }
 
 fn golden(name: &str) -> HashMap<String, Tensor> {
@@ -23,16 +21,7 @@ fn golden(name: &str) -> HashMap<String, Tensor> {
 fn max_err(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
     let b = b.to_dtype(a.dtype()).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 fn check(what: &str, pipeline: &str, ours: &Tensor, theirs: &Tensor) {
@@ -45,30 +34,18 @@ fn run(pipeline: &str) {
     let dev = Device::Cpu;
     let g = golden(pipeline);
     let model = Model::load(&fixture(pipeline), &dev).unwrap();
-    assert!(
-        model.unused.is_empty(),
-        "unused weights: {:?}",
-        model.unused
-    );
+    assert!(model.unused.is_empty(), "unused weights: {:?}", model.unused);
 
     // Tokenizer ids.
     let prompt = "a photo of a dog in the snow";
     let ids = model.token_ids(&[prompt]).unwrap();
     assert_eq!(
-        ids[0]
-            .to_dtype(candle_core::DType::I64)
-            .unwrap()
-            .to_vec2::<i64>()
-            .unwrap(),
+        ids[0].to_dtype(candle_core::DType::I64).unwrap().to_vec2::<i64>().unwrap(),
         g["prompt_ids"].to_vec2::<i64>().unwrap()
     );
     if model.family == Family::Sdxl {
         assert_eq!(
-            ids[1]
-                .to_dtype(candle_core::DType::I64)
-                .unwrap()
-                .to_vec2::<i64>()
-                .unwrap(),
+            ids[1].to_dtype(candle_core::DType::I64).unwrap().to_vec2::<i64>().unwrap(),
             g["prompt_ids_2"].to_vec2::<i64>().unwrap()
         );
     }
@@ -79,27 +56,12 @@ fn run(pipeline: &str) {
     check("text_emb", pipeline, &cond.context, &g["text_emb"]);
     let neg = model.encode(&[""], size, None).unwrap();
     if model.family == Family::Sdxl {
-        check(
-            "pooled",
-            pipeline,
-            &cond.added.as_ref().unwrap().text_embeds,
-            &g["pooled"],
-        );
-        check(
-            "add_time_ids",
-            pipeline,
-            &cond.added.as_ref().unwrap().time_ids,
-            &g["add_time_ids"],
-        );
+        check("pooled", pipeline, &cond.added.as_ref().unwrap().text_embeds, &g["pooled"]);
+        check("add_time_ids", pipeline, &cond.added.as_ref().unwrap().time_ids, &g["add_time_ids"]);
     } else {
         check("text_emb_neg", pipeline, &neg.context, &g["text_emb_neg"]);
         let out = model.text[0].encoder.forward(&ids[0], None).unwrap();
-        check(
-            "text_penultimate_hidden",
-            pipeline,
-            &out.penultimate,
-            &g["text_penultimate_hidden"],
-        );
+        check("text_penultimate_hidden", pipeline, &out.penultimate, &g["text_penultimate_hidden"]);
         check("text_pooled", pipeline, &out.pooled, &g["text_pooled"]);
     }
 
@@ -110,10 +72,7 @@ fn run(pipeline: &str) {
         time_ids: g["add_time_ids"].repeat((2, 1)).unwrap(),
     });
     let t = g["unet_t"].to_dtype(candle_core::DType::F32).unwrap();
-    let eps = model
-        .unet
-        .forward(&g["unet_in"], &t, &ctx, added.as_ref(), &mut Ctx::default())
-        .unwrap();
+    let eps = model.unet.forward(&g["unet_in"], &t, &ctx, added.as_ref(), &mut Ctx::default()).unwrap();
     check("unet_out", pipeline, &eps, &g["unet_out"]);
 
     // VAE encode / decode.

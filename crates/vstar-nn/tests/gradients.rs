@@ -41,14 +41,7 @@ fn attach_lora(slots: &Slots, rank: usize) -> Vec<(String, Var, Var)> {
             let down = Var::randn(0f32, 0.1, (rank, i), &Device::Cpu).unwrap();
             let up = Var::randn(0f32, 0.1, (o, rank), &Device::Cpu).unwrap();
             slots
-                .push(
-                    &name,
-                    Delta::Lora {
-                        down: down.as_tensor().clone(),
-                        up: up.as_tensor().clone(),
-                        scale: 1.0,
-                    },
-                )
+                .push(&name, Delta::Lora { down: down.as_tensor().clone(), up: up.as_tensor().clone(), scale: 1.0 })
                 .unwrap();
             (name, down, up)
         })
@@ -63,13 +56,8 @@ fn check_coverage(linear: bool) {
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
     UNet::new(&tiny_unet_config(linear), vb.pp("unet")).unwrap();
     ClipTextModel::new(&tiny_text_config(), vb.pp("text")).unwrap();
-    let frozen: HashMap<String, Tensor> = vm
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .collect();
+    let frozen: HashMap<String, Tensor> =
+        vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
     let vb = VarBuilder::from_tensors(frozen, DType::F32, &dev);
     let unet = UNet::new(&tiny_unet_config(linear), vb.pp("unet")).unwrap();
     let text = ClipTextModel::new(&tiny_text_config(), vb.pp("text")).unwrap();
@@ -82,9 +70,7 @@ fn check_coverage(linear: bool) {
     let ctxt = text.forward(&ids, None).unwrap().last_hidden;
     let x = Tensor::randn(0f32, 1.0, (1, 4, 8, 8), &dev).unwrap();
     let t = Tensor::new(&[500f32], &dev).unwrap();
-    let eps = unet
-        .forward(&x, &t, &ctxt, None, &mut Ctx::default())
-        .unwrap();
+    let eps = unet.forward(&x, &t, &ctxt, None, &mut Ctx::default()).unwrap();
     let loss = eps.sqr().unwrap().mean_all().unwrap();
     let grads = loss.backward().unwrap();
 
@@ -93,39 +79,19 @@ fn check_coverage(linear: bool) {
         for (part, v) in [("down", down), ("up", up)] {
             let ok = grads
                 .get(v.as_tensor())
-                .map(|g| {
-                    g.abs()
-                        .unwrap()
-                        .sum_all()
-                        .unwrap()
-                        .to_scalar::<f32>()
-                        .unwrap()
-                        > 0.0
-                })
+                .map(|g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0)
                 .unwrap_or(false);
             if !ok {
                 missing.push(format!("{name}.{part}"));
             }
         }
     }
-    let g = grads
-        .get(row.as_tensor())
-        .expect("learned token row got no gradient");
+    let g = grads.get(row.as_tensor()).expect("learned token row got no gradient");
     assert!(
-        g.abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            > 0.0,
+        g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0,
         "learned token row has a zero gradient"
     );
-    assert!(
-        vars.len() > 20,
-        "expected many adapted layers, found {}",
-        vars.len()
-    );
+    assert!(vars.len() > 20, "expected many adapted layers, found {}", vars.len());
     assert!(missing.is_empty(), "no gradient reached: {missing:?}");
 }
 
@@ -143,18 +109,8 @@ fn every_lora_and_token_row_gets_a_gradient_linear_projection() {
 fn fused_kernels_would_break_gradients() {
     // The guard the model relies on: candle's fused softmax has no backward.
     let v = Var::randn(0f32, 1.0, (2, 3), &Device::Cpu).unwrap();
-    let fused = candle_nn::ops::softmax_last_dim(v.as_tensor())
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap();
+    let fused = candle_nn::ops::softmax_last_dim(v.as_tensor()).unwrap().sqr().unwrap().sum_all().unwrap();
     assert!(fused.backward().is_err() || fused.backward().unwrap().get(v.as_tensor()).is_none());
-    let ours = vstar_nn::layers::ops::softmax_last(v.as_tensor())
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap();
+    let ours = vstar_nn::layers::ops::softmax_last(v.as_tensor()).unwrap().sqr().unwrap().sum_all().unwrap();
     assert!(ours.backward().unwrap().get(v.as_tensor()).is_some());
 }

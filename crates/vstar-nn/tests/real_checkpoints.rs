@@ -8,10 +8,7 @@ use vstar_nn::models::{ClipTextModel, UNet, Vae};
 use vstar_nn::weights::meta_component;
 
 fn dir(model: &str, component: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/real-configs")
-        .join(model)
-        .join(component)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/real-configs").join(model).join(component)
 }
 
 fn accepts(model: &str, component: &str) {
@@ -26,11 +23,7 @@ fn accepts(model: &str, component: &str) {
     if let Err(e) = built {
         panic!("{model}/{component}: {e}");
     }
-    assert_eq!(
-        source.unused(),
-        Vec::<String>::new(),
-        "{model}/{component}: names the model does not read"
-    );
+    assert_eq!(source.unused(), Vec::<String>::new(), "{model}/{component}: names the model does not read");
 }
 
 #[test]

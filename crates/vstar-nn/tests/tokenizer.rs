@@ -9,13 +9,7 @@ fn dir() -> PathBuf {
 }
 
 fn tokenizer() -> ClipTokenizer {
-    ClipTokenizer::from_files(
-        &dir().join("vocab.json"),
-        &dir().join("merges.txt"),
-        None,
-        77,
-    )
-    .unwrap()
+    ClipTokenizer::from_files(&dir().join("vocab.json"), &dir().join("merges.txt"), None, 77).unwrap()
 }
 
 fn cases() -> serde_json::Value {
@@ -23,23 +17,13 @@ fn cases() -> serde_json::Value {
 }
 
 fn ids_of(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i.as_u64().unwrap() as u32)
-        .collect()
+    v.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()
 }
 
 #[test]
 fn sd_ids_for_the_documented_prompt() {
-    let ids = tokenizer()
-        .encode("a photo of a dog in the snow")
-        .unwrap()
-        .ids;
-    assert_eq!(
-        &ids[..10],
-        &[49406, 320, 1125, 539, 320, 1929, 530, 518, 2583, 49407]
-    );
+    let ids = tokenizer().encode("a photo of a dog in the snow").unwrap().ids;
+    assert_eq!(&ids[..10], &[49406, 320, 1125, 539, 320, 1929, 530, 518, 2583, 49407]);
     assert!(ids[10..].iter().all(|&i| i == 49407));
 }
 
@@ -87,21 +71,20 @@ fn bad_vocabulary_is_named() {
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("vocab.json"), r#"{"a</w>": 0}"#).unwrap();
     std::fs::write(d.join("merges.txt"), "#version: 0.2\n").unwrap();
-    let e = ClipTokenizer::from_files(&d.join("vocab.json"), &d.join("merges.txt"), None, 77)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        e.contains("vocab.json") && e.contains("<|startoftext|>"),
-        "{e}"
-    );
+    let e =
+        ClipTokenizer::from_files(&d.join("vocab.json"), &d.join("merges.txt"), None, 77).err().unwrap().to_string();
+    assert!(e.contains("vocab.json") && e.contains("<|startoftext|>"), "{e}");
 }
 
 #[test]
 fn toyland_vocabulary_loads_with_one_token_per_word() {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/toyland/tokenizer");
     let tok = ClipTokenizer::from_files(&d.join("vocab.json"), &d.join("merges.txt"), None, 77).unwrap();
-    for caption in ["a photo of a dog in the snow", "a sketch of a shiny teapot wearing sunglasses in the jungle", "a photo of sks teapot"] {
+    for caption in [
+        "a photo of a dog in the snow",
+        "a sketch of a shiny teapot wearing sunglasses in the jungle",
+        "a photo of sks teapot",
+    ] {
         let words = caption.split(' ').count();
         assert_eq!(tok.tokens(caption).unwrap().len(), words, "{caption}");
     }

@@ -12,17 +12,11 @@ fn main() {
             acc += render(s, size).image.as_raw()[0] as u64;
         }
         let dt = t.elapsed().as_secs_f64();
-        println!(
-            "{size:>4} px: {:>7.0} renders/s ({n} renders, checksum {acc})",
-            n as f64 / dt
-        );
+        println!("{size:>4} px: {:>7.0} renders/s ({n} renders, checksum {acc})", n as f64 / dt);
     }
     let t = Instant::now();
     for s in 0..20000 {
         std::hint::black_box(sample_training_pair(s));
     }
-    println!(
-        "training pairs (spec + caption): {:.0}/s",
-        20000.0 / t.elapsed().as_secs_f64()
-    );
+    println!("training pairs (spec + caption): {:.0}/s", 20000.0 / t.elapsed().as_secs_f64());
 }

@@ -12,11 +12,7 @@ fn main() {
             s.context.style = Style::Photo;
             std::hint::black_box(render(&s, 32));
         }
-        println!(
-            "{:>14}: {:6.1} us",
-            scene.name(),
-            t.elapsed().as_secs_f64() * 1e3
-        );
+        println!("{:>14}: {:6.1} us", scene.name(), t.elapsed().as_secs_f64() * 1e3);
     }
     for &style in Style::ALL {
         let t = Instant::now();
@@ -26,10 +22,6 @@ fn main() {
             s.context.style = style;
             std::hint::black_box(render(&s, 32));
         }
-        println!(
-            "{:>14}: {:6.1} us",
-            style.name(),
-            t.elapsed().as_secs_f64() * 1e3
-        );
+        println!("{:>14}: {:6.1} us", style.name(), t.elapsed().as_secs_f64() * 1e3);
     }
 }

@@ -7,12 +7,8 @@ fn main() {
         println!("{}", p.display());
         // A 3x nearest-neighbour copy for looking at small tiles.
         let img = image::open(&p).expect("png").to_rgb8();
-        let big = image::imageops::resize(
-            &img,
-            img.width() * 3,
-            img.height() * 3,
-            image::imageops::FilterType::Nearest,
-        );
+        let big =
+            image::imageops::resize(&img, img.width() * 3, img.height() * 3, image::imageops::FilterType::Nearest);
         big.save(p.with_extension("x3.png")).expect("save");
     }
 }

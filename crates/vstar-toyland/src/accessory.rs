@@ -29,10 +29,7 @@ fn red_hat(fig: &Figure) -> Vec<(Path, Rgb)> {
     let cw = w * 0.72;
     vec![
         (ellipse(a.x, a.y, w * 0.75, 2.6), HAT_RED),
-        (
-            rrect(a.x - cw / 2.0, a.y - crown_h, cw, crown_h, 2.5),
-            HAT_RED,
-        ),
+        (rrect(a.x - cw / 2.0, a.y - crown_h, cw, crown_h, 2.5), HAT_RED),
         (rect(a.x - cw / 2.0, a.y - 3.6, cw, 2.2), INK),
     ]
 }
@@ -65,10 +62,7 @@ fn sunglasses(fig: &Figure) -> Vec<(Path, Rgb)> {
     let mut out = vec![(line(a.x - gap, a.y - 1.0, a.x + gap, a.y - 1.0, 1.6), glass)];
     for cx in [a.x - gap - lw / 2.0, a.x + gap + lw / 2.0] {
         out.push((rrect(cx - lw / 2.0, a.y - lh / 2.0, lw, lh, 2.4), glass));
-        out.push((
-            line(cx - lw * 0.25, a.y - 1.2, cx - lw * 0.05, a.y - 2.2, 1.0),
-            WHITE,
-        ));
+        out.push((line(cx - lw * 0.25, a.y - 1.2, cx - lw * 0.05, a.y - 2.2, 1.0), WHITE));
     }
     out
 }

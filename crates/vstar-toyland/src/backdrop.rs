@@ -7,8 +7,7 @@ use crate::geom::{circle, ellipse, line, poly, rect, union};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tiny_skia::{
-    FillRule, GradientStop, LinearGradient, Paint, Path, PathBuilder, Pixmap, Point, SpreadMode,
-    Transform,
+    FillRule, GradientStop, LinearGradient, Paint, Path, PathBuilder, Pixmap, Point, SpreadMode, Transform,
 };
 
 /// Where subjects stand (image units from the top).
@@ -28,8 +27,7 @@ impl Painter<'_> {
         let mut paint = Paint::default();
         paint.set_color(skia_a(c, alpha));
         paint.anti_alias = true;
-        self.pm
-            .fill_path(path, &paint, FillRule::Winding, self.t, None);
+        self.pm.fill_path(path, &paint, FillRule::Winding, self.t, None);
     }
 
     /// Vertical gradient over the rectangle from y0 to y1.
@@ -37,26 +35,13 @@ impl Painter<'_> {
         let shader = LinearGradient::new(
             Point::from_xy(0.0, y0),
             Point::from_xy(0.0, y1),
-            vec![
-                GradientStop::new(0.0, skia(top)),
-                GradientStop::new(1.0, skia(bottom)),
-            ],
+            vec![GradientStop::new(0.0, skia(top)), GradientStop::new(1.0, skia(bottom))],
             SpreadMode::Pad,
             Transform::identity(),
         )
         .expect("valid gradient");
-        let paint = Paint {
-            shader,
-            anti_alias: true,
-            ..Paint::default()
-        };
-        self.pm.fill_path(
-            &rect(0.0, y0, 100.0, y1 - y0),
-            &paint,
-            FillRule::Winding,
-            self.t,
-            None,
-        );
+        let paint = Paint { shader, anti_alias: true, ..Paint::default() };
+        self.pm.fill_path(&rect(0.0, y0, 100.0, y1 - y0), &paint, FillRule::Winding, self.t, None);
     }
 }
 
@@ -84,12 +69,7 @@ fn ground(y: f32, amp: f32, rng: &mut ChaCha8Rng) -> Path {
     for i in 0..n {
         let x1 = (i + 1) as f32 * 100.0 / n as f32;
         let xc = x1 - 50.0 / n as f32;
-        pb.quad_to(
-            xc,
-            y + rng.random_range(-amp..amp) * 2.0,
-            x1,
-            y + rng.random_range(-amp..amp),
-        );
+        pb.quad_to(xc, y + rng.random_range(-amp..amp) * 2.0, x1, y + rng.random_range(-amp..amp));
     }
     pb.line_to(100.0, 100.0);
     pb.close();
@@ -119,14 +99,7 @@ fn beach(p: &mut Painter, rng: &mut ChaCha8Rng) {
     let wy = rng.random_range(54.0..58.0);
     p.fill_a(&line(0.0, wy, 100.0, wy + 1.0, 1.4), [230, 244, 255], 0.8);
     p.fill(&ground(63.0, 1.5, rng), [238, 210, 146]);
-    p.fill(
-        &circle(
-            rng.random_range(10.0..90.0),
-            rng.random_range(9.0..20.0),
-            6.0,
-        ),
-        [255, 236, 120],
-    );
+    p.fill(&circle(rng.random_range(10.0..90.0), rng.random_range(9.0..20.0), 6.0), [255, 236, 120]);
 }
 
 fn jungle(p: &mut Painter, rng: &mut ChaCha8Rng) {
@@ -135,12 +108,7 @@ fn jungle(p: &mut Painter, rng: &mut ChaCha8Rng) {
     for _ in 0..26 {
         let (x, y) = (rng.random_range(-5.0..105.0), rng.random_range(-5.0..92.0));
         let ang = rng.random_range(0.0..180.0);
-        let leaf = ellipse(
-            0.0,
-            0.0,
-            rng.random_range(8.0..14.0),
-            rng.random_range(3.0..5.5),
-        );
+        let leaf = ellipse(0.0, 0.0, rng.random_range(8.0..14.0), rng.random_range(3.0..5.5));
         let c = LEAF[rng.random_range(0..LEAF.len())];
         let t = p.t;
         p.t = t.pre_concat(Transform::from_translate(x, y).pre_rotate(ang));
@@ -157,11 +125,7 @@ fn city(p: &mut Painter, rng: &mut ChaCha8Rng) {
     while x < 100.0 {
         let w = rng.random_range(8.0..15.0);
         let top = rng.random_range(22.0..58.0);
-        let c: Rgb = if rng.random_bool(0.5) {
-            [44, 42, 64]
-        } else {
-            [62, 58, 84]
-        };
+        let c: Rgb = if rng.random_bool(0.5) { [44, 42, 64] } else { [62, 58, 84] };
         p.fill(&rect(x, top, w - 0.8, 82.0 - top), c);
         let mut wy = top + 3.0;
         while wy < 76.0 {
@@ -184,11 +148,7 @@ fn pink_fabric(p: &mut Painter, rng: &mut ChaCha8Rng) {
     p.pm.fill(skia([240, 158, 196]));
     for i in 0..7 {
         let x0 = i as f32 * 16.0 + rng.random_range(-6.0..6.0);
-        let c: Rgb = if i % 2 == 0 {
-            [252, 200, 224]
-        } else {
-            [206, 108, 156]
-        };
+        let c: Rgb = if i % 2 == 0 { [252, 200, 224] } else { [206, 108, 156] };
         let mut pb = PathBuilder::new();
         pb.move_to(x0, -5.0);
         pb.cubic_to(
@@ -199,10 +159,7 @@ fn pink_fabric(p: &mut Painter, rng: &mut ChaCha8Rng) {
             x0 + rng.random_range(-10.0..10.0),
             105.0,
         );
-        let fold = crate::geom::thick(
-            &pb.finish().expect("valid fold"),
-            rng.random_range(3.0..6.0),
-        );
+        let fold = crate::geom::thick(&pb.finish().expect("valid fold"), rng.random_range(3.0..6.0));
         p.fill_a(&fold, c, 0.85);
     }
 }
@@ -233,17 +190,11 @@ fn mountains(p: &mut Painter, rng: &mut ChaCha8Rng) {
         let cx = (i as f32 + 0.5) * 100.0 / n as f32 + rng.random_range(-8.0..8.0);
         let peak = rng.random_range(20.0..36.0);
         let half = rng.random_range(22.0..32.0);
-        p.fill(
-            &poly(&[(cx - half, 74.0), (cx, peak), (cx + half, 74.0)]),
-            [94, 104, 140],
-        );
+        p.fill(&poly(&[(cx - half, 74.0), (cx, peak), (cx + half, 74.0)]), [94, 104, 140]);
         let k = 0.3;
         p.fill(
             &poly(&[
-                (
-                    cx - half * k * (74.0 - peak) / (74.0 - peak),
-                    peak + (74.0 - peak) * k,
-                ),
+                (cx - half * k * (74.0 - peak) / (74.0 - peak), peak + (74.0 - peak) * k),
                 (cx, peak),
                 (cx + half * k, peak + (74.0 - peak) * k),
                 (cx, peak + (74.0 - peak) * k * 0.7),
@@ -271,22 +222,11 @@ fn night_sky(p: &mut Painter, rng: &mut ChaCha8Rng) {
 
 fn desert(p: &mut Painter, rng: &mut ChaCha8Rng) {
     p.vgrad(0.0, 62.0, [252, 236, 184], [248, 206, 148]);
-    p.fill(
-        &circle(
-            rng.random_range(10.0..90.0),
-            rng.random_range(12.0..24.0),
-            9.0,
-        ),
-        [255, 248, 216],
-    );
+    p.fill(&circle(rng.random_range(10.0..90.0), rng.random_range(12.0..24.0), 9.0), [255, 248, 216]);
     p.fill(&ground(60.0, 4.0, rng), [232, 170, 92]);
     p.fill(&ground(74.0, 3.0, rng), [212, 138, 62]);
     // A cactus at one side, away from the subject.
-    let cx = if rng.random_bool(0.5) {
-        rng.random_range(5.0..12.0)
-    } else {
-        rng.random_range(88.0..95.0)
-    };
+    let cx = if rng.random_bool(0.5) { rng.random_range(5.0..12.0) } else { rng.random_range(88.0..95.0) };
     let cactus: Rgb = [52, 128, 60];
     p.fill(&line(cx, 76.0, cx, 56.0, 3.6), cactus);
     p.fill(&line(cx, 66.0, cx - 4.0, 62.0, 2.4), cactus);

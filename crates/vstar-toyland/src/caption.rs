@@ -37,10 +37,7 @@ impl MentionSet {
 
     /// Only the class word ("a dog").
     pub fn class_only() -> MentionSet {
-        MentionSet {
-            superclass: true,
-            ..MentionSet::default()
-        }
+        MentionSet { superclass: true, ..MentionSet::default() }
     }
 
     /// Each attribute mentioned with probability `p`; the class word with probability 0.95.
@@ -113,10 +110,7 @@ pub fn scene_phrases(s: Scene) -> &'static [&'static str] {
         Scene::Snow => &["in the snow", "on the snow"],
         Scene::Beach => &["on the beach", "at the beach"],
         Scene::Jungle => &["in the jungle", "in a jungle"],
-        Scene::City => &[
-            "with a city in the background",
-            "in front of a city skyline",
-        ],
+        Scene::City => &["with a city in the background", "in front of a city skyline"],
         Scene::PinkFabric => &["on top of pink fabric", "on pink fabric"],
         Scene::WoodenFloor => &["on top of a wooden floor", "on a wooden floor"],
         Scene::Mountains => &["with a mountain in the background", "in the mountains"],
@@ -166,9 +160,7 @@ pub const GENERIC_NOUN: &str = "thing";
 pub fn caption<R: Rng + ?Sized>(spec: &SceneSpec, mention: &MentionSet, rng: &mut R) -> String {
     let class = mention.superclass.then(|| spec.instance.superclass.word());
     let el = Elements::of(spec, mention);
-    compose(&el, class, mention.token.as_deref(), &mut |n| {
-        rng.random_range(0..n)
-    })
+    compose(&el, class, mention.token.as_deref(), &mut |n| rng.random_range(0..n))
 }
 
 /// The canonical wording (first variant everywhere) of `el` for `class` with an optional
@@ -205,10 +197,7 @@ pub(crate) fn compose(
     let drop_article = np.first().copied() == token && token.is_some() && choose(2) == 1;
     let article = if drop_article {
         None
-    } else if np
-        .first()
-        .is_some_and(|w| Some(*w) != token && starts_with_vowel(w))
-    {
+    } else if np.first().is_some_and(|w| Some(*w) != token && starts_with_vowel(w)) {
         Some("an")
     } else {
         Some("a")
@@ -253,11 +242,7 @@ pub fn grammar_words() -> Vec<String> {
     phrases.extend(ColorMod::ALL.iter().filter_map(|&c| color_word(c)));
     phrases.extend(Material::ALL.iter().filter_map(|&m| material_word(m)));
     phrases.extend(Superclass::ALL.iter().map(|s| s.word()));
-    let mut words: Vec<String> = phrases
-        .iter()
-        .flat_map(|p| p.split_whitespace())
-        .map(str::to_string)
-        .collect();
+    let mut words: Vec<String> = phrases.iter().flat_map(|p| p.split_whitespace()).map(str::to_string).collect();
     words.sort();
     words.dedup();
     words

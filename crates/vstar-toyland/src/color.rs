@@ -15,11 +15,7 @@ pub(crate) fn skia_a(c: Rgb, alpha: f32) -> tiny_skia::Color {
 
 /// Linear mix `a*(1-t) + b*t` per channel.
 pub(crate) fn mix(a: Rgb, b: Rgb, t: f32) -> Rgb {
-    let f = |x: u8, y: u8| {
-        (x as f32 + (y as f32 - x as f32) * t)
-            .round()
-            .clamp(0.0, 255.0) as u8
-    };
+    let f = |x: u8, y: u8| (x as f32 + (y as f32 - x as f32) * t).round().clamp(0.0, 255.0) as u8;
     [f(a[0], b[0]), f(a[1], b[1]), f(a[2], b[2])]
 }
 

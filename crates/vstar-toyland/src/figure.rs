@@ -72,17 +72,9 @@ fn dog(p: [f32; 4]) -> Figure {
     body.push(line(bx1 - 6.0, by0 + 5.0, hx, hy, hr * 1.1));
     body.push(circle(hx, hy, hr));
     body.push(rrect(hx, hy - 1.5, hr + 6.0, hr * 0.95, 3.0));
-    body.push(quad_stroke(
-        (bx0 + 3.0, by0 + 4.0),
-        (bx0 - 7.0, by0 + 1.0),
-        (bx0 - 8.0, by0 - 10.0),
-        3.6,
-    ));
+    body.push(quad_stroke((bx0 + 3.0, by0 + 4.0), (bx0 - 7.0, by0 + 1.0), (bx0 - 8.0, by0 - 10.0), 3.6));
     let details = vec![
-        (
-            ellipse(hx - hr * 0.45, hy + hr * 0.3, 3.6, hr * 0.8),
-            Detail::Shade,
-        ),
+        (ellipse(hx - hr * 0.45, hy + hr * 0.3, 3.6, hr * 0.8), Detail::Shade),
         (circle(hx + 2.5, hy - 2.8, 1.9), Detail::Ink),
         (circle(hx + hr + 5.2, hy + 0.3, 2.4), Detail::Ink),
     ];
@@ -116,24 +108,11 @@ fn cat(p: [f32; 4]) -> Figure {
             (s * hr * 0.12, hy - hr * 0.88),
         ]));
     }
-    body.push(cubic_stroke(
-        (bw * 0.6, -3.0),
-        (bw + 11.0, -5.0),
-        (bw + 12.0, -bh),
-        (bw + 6.0, -bh * 1.7),
-        4.0,
-    ));
+    body.push(cubic_stroke((bw * 0.6, -3.0), (bw + 11.0, -5.0), (bw + 12.0, -bh), (bw + 6.0, -bh * 1.7), 4.0));
     let details = vec![
         (circle(-hr * 0.4, hy - 1.2, 2.0), Detail::Ink),
         (circle(hr * 0.4, hy - 1.2, 2.0), Detail::Ink),
-        (
-            poly(&[
-                (-1.8, hy + hr * 0.25),
-                (1.8, hy + hr * 0.25),
-                (0.0, hy + hr * 0.25 + 2.2),
-            ]),
-            Detail::Pink,
-        ),
+        (poly(&[(-1.8, hy + hr * 0.25), (1.8, hy + hr * 0.25), (0.0, hy + hr * 0.25 + 2.2)]), Detail::Pink),
     ];
     Figure {
         body,
@@ -157,21 +136,10 @@ fn teapot(p: [f32; 4]) -> Figure {
         rrect(-rx * 0.55, -4.5, rx * 1.1, 4.5, 1.5),
         ellipse(0.0, cy - ry + 1.0, rx * 0.5, 4.5),
         circle(0.0, cy - ry - 4.0, 2.8),
-        poly(&[
-            (rx - 3.0, cy - 5.0),
-            (tipx - 1.0, tipy - 2.0),
-            (tipx + 2.0, tipy + 1.0),
-            (rx - 1.0, cy + 7.0),
-        ]),
-        thick(
-            &ellipse(-rx - 1.5, cy - 1.0, lerp(5.0, 8.0, p[3]), ry * 0.62),
-            3.4,
-        ),
+        poly(&[(rx - 3.0, cy - 5.0), (tipx - 1.0, tipy - 2.0), (tipx + 2.0, tipy + 1.0), (rx - 1.0, cy + 7.0)]),
+        thick(&ellipse(-rx - 1.5, cy - 1.0, lerp(5.0, 8.0, p[3]), ry * 0.62), 3.4),
     ];
-    let details = vec![(
-        line(-rx * 0.5, cy - ry + 3.2, rx * 0.5, cy - ry + 3.2, 1.2),
-        Detail::Ink,
-    )];
+    let details = vec![(line(-rx * 0.5, cy - ry + 3.2, rx * 0.5, cy - ry + 3.2, 1.2), Detail::Ink)];
     Figure {
         body,
         details,
@@ -198,22 +166,10 @@ fn backpack(p: [f32; 4]) -> Figure {
             3.2,
         ));
     }
-    body.push(cubic_stroke(
-        (-5.0, y0 + 1.0),
-        (-5.0, y0 - 7.0),
-        (5.0, y0 - 7.0),
-        (5.0, y0 + 1.0),
-        2.6,
-    ));
+    body.push(cubic_stroke((-5.0, y0 + 1.0), (-5.0, y0 - 7.0), (5.0, y0 - 7.0), (5.0, y0 + 1.0), 2.6));
     let details = vec![
-        (
-            rrect(-w * 0.36, -3.0 - ph, w * 0.72, ph, 3.0),
-            Detail::Shade,
-        ),
-        (
-            line(-w * 0.3, -3.0 - ph + 3.0, w * 0.3, -3.0 - ph + 3.0, 1.1),
-            Detail::Ink,
-        ),
+        (rrect(-w * 0.36, -3.0 - ph, w * 0.72, ph, 3.0), Detail::Shade),
+        (line(-w * 0.3, -3.0 - ph + 3.0, w * 0.3, -3.0 - ph + 3.0, 1.1), Detail::Ink),
     ];
     Figure {
         body,
@@ -237,25 +193,11 @@ fn vase(p: [f32; 4]) -> Figure {
     pb.move_to(-fw, 0.0);
     pb.line_to(fw, 0.0);
     pb.cubic_to(fw + bw * 0.6, -1.0, bw, -hb * 0.5, bw, -hb);
-    pb.cubic_to(
-        bw,
-        -hb - (height - hb) * 0.35,
-        nw,
-        -height + 16.0,
-        nw,
-        -height + 6.0,
-    );
+    pb.cubic_to(bw, -hb - (height - hb) * 0.35, nw, -height + 16.0, nw, -height + 6.0);
     pb.line_to(rim, -height);
     pb.line_to(-rim, -height);
     pb.line_to(-nw, -height + 6.0);
-    pb.cubic_to(
-        -nw,
-        -height + 16.0,
-        -bw,
-        -hb - (height - hb) * 0.35,
-        -bw,
-        -hb,
-    );
+    pb.cubic_to(-nw, -height + 16.0, -bw, -hb - (height - hb) * 0.35, -bw, -hb);
     pb.cubic_to(-bw, -hb * 0.5, -fw - bw * 0.6, -1.0, -fw, 0.0);
     pb.close();
     let body = vec![pb.finish().expect("valid vase")];
@@ -289,20 +231,11 @@ fn clock(p: [f32; 4]) -> Figure {
     let mut details = vec![(circle(0.0, cy, fr), Detail::Light)];
     for k in 0..4 {
         let t = k as f32 * std::f32::consts::FRAC_PI_2;
-        details.push((
-            circle(t.sin() * fr * 0.8, cy - t.cos() * fr * 0.8, 1.1),
-            Detail::Ink,
-        ));
+        details.push((circle(t.sin() * fr * 0.8, cy - t.cos() * fr * 0.8, 1.1), Detail::Ink));
     }
-    details.push((
-        line(0.0, cy, a.sin() * fr * 0.5, cy - a.cos() * fr * 0.5, 2.0),
-        Detail::Ink,
-    ));
+    details.push((line(0.0, cy, a.sin() * fr * 0.5, cy - a.cos() * fr * 0.5, 2.0), Detail::Ink));
     let m = a * 7.0;
-    details.push((
-        line(0.0, cy, m.sin() * fr * 0.8, cy - m.cos() * fr * 0.8, 1.4),
-        Detail::Ink,
-    ));
+    details.push((line(0.0, cy, m.sin() * fr * 0.8, cy - m.cos() * fr * 0.8, 1.4), Detail::Ink));
     Figure {
         body,
         details,
@@ -339,14 +272,8 @@ fn robot(p: [f32; 4]) -> Figure {
         (rrect(hw * 0.32 - 2.8, ey, 5.6, 4.6, 1.0), Detail::Light),
         (circle(-hw * 0.32, ey + 2.3, 1.3), Detail::Ink),
         (circle(hw * 0.32, ey + 2.3, 1.3), Detail::Ink),
-        (
-            line(-hw * 0.25, hy0 + hh * 0.8, hw * 0.25, hy0 + hh * 0.8, 1.2),
-            Detail::Ink,
-        ),
-        (
-            rrect(-bw * 0.3, by0 + bh * 0.2, bw * 0.6, bh * 0.5, 1.5),
-            Detail::Shade,
-        ),
+        (line(-hw * 0.25, hy0 + hh * 0.8, hw * 0.25, hy0 + hh * 0.8, 1.2), Detail::Ink),
+        (rrect(-bw * 0.3, by0 + bh * 0.2, bw * 0.6, bh * 0.5, 1.5), Detail::Shade),
     ];
     Figure {
         body,
@@ -370,11 +297,7 @@ fn bowl(p: [f32; 4]) -> Figure {
     pb.cubic_to(-w, rim + d * 0.9, -w * 0.5, -4.0, 0.0, -4.0);
     pb.cubic_to(w * 0.5, -4.0, w, rim + d * 0.9, w, rim);
     pb.close();
-    let body = vec![
-        pb.finish().expect("valid bowl"),
-        ellipse(0.0, rim, w, rr),
-        rrect(-fw, -5.5, 2.0 * fw, 5.5, 1.5),
-    ];
+    let body = vec![pb.finish().expect("valid bowl"), ellipse(0.0, rim, w, rr), rrect(-fw, -5.5, 2.0 * fw, 5.5, 1.5)];
     let details = vec![(ellipse(0.0, rim, w - 2.5, rr - 1.2), Detail::Shade)];
     Figure {
         body,

@@ -44,12 +44,7 @@ pub(crate) fn poly(pts: &[(f32, f32)]) -> Path {
 
 /// A round-capped stroke outline, as a fillable path (so it can join masks and patterns).
 pub(crate) fn thick(path: &Path, width: f32) -> Path {
-    let stroke = Stroke {
-        width,
-        line_cap: LineCap::Round,
-        line_join: LineJoin::Round,
-        ..Stroke::default()
-    };
+    let stroke = Stroke { width, line_cap: LineCap::Round, line_join: LineJoin::Round, ..Stroke::default() };
     path.stroke(&stroke, 4.0).expect("strokable path")
 }
 
@@ -67,13 +62,7 @@ pub(crate) fn quad_stroke(p0: (f32, f32), c: (f32, f32), p1: (f32, f32), width: 
     thick(&pb.finish().expect("valid curve"), width)
 }
 
-pub(crate) fn cubic_stroke(
-    p0: (f32, f32),
-    c0: (f32, f32),
-    c1: (f32, f32),
-    p1: (f32, f32),
-    width: f32,
-) -> Path {
+pub(crate) fn cubic_stroke(p0: (f32, f32), c0: (f32, f32), c1: (f32, f32), p1: (f32, f32), width: f32) -> Path {
     let mut pb = PathBuilder::new();
     pb.move_to(p0.0, p0.1);
     pb.cubic_to(c0.0, c0.1, c1.0, c1.1, p1.0, p1.1);

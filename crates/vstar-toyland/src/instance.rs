@@ -55,14 +55,8 @@ pub enum MarkKind {
 }
 
 impl MarkKind {
-    pub const GENERIC: [MarkKind; 6] = [
-        MarkKind::Circle,
-        MarkKind::Triangle,
-        MarkKind::Square,
-        MarkKind::Star,
-        MarkKind::Diamond,
-        MarkKind::Cross,
-    ];
+    pub const GENERIC: [MarkKind; 6] =
+        [MarkKind::Circle, MarkKind::Triangle, MarkKind::Square, MarkKind::Star, MarkKind::Diamond, MarkKind::Cross];
     pub const RESERVED: [MarkKind; 2] = [MarkKind::Heart, MarkKind::Bolt];
 
     pub fn is_reserved(self) -> bool {
@@ -107,11 +101,7 @@ impl Instance {
     }
 
     /// An instance with a given mark kind (reserved kinds are for held-out subjects).
-    pub fn sample_with_mark<R: Rng + ?Sized>(
-        sc: Superclass,
-        kind: MarkKind,
-        rng: &mut R,
-    ) -> Instance {
+    pub fn sample_with_mark<R: Rng + ?Sized>(sc: Superclass, kind: MarkKind, rng: &mut R) -> Instance {
         let shape = ShapeParams(std::array::from_fn(|_| rng.random::<f32>()));
         Instance {
             id: None,
@@ -119,12 +109,7 @@ impl Instance {
             shape,
             palette: sample_palette(rng),
             pattern: sample_pattern(rng),
-            mark: Mark {
-                kind,
-                u: rng.random(),
-                v: rng.random(),
-                size: rng.random_range(9.0..13.0),
-            },
+            mark: Mark { kind, u: rng.random(), v: rng.random(), size: rng.random_range(9.0..13.0) },
         }
     }
 
@@ -146,44 +131,18 @@ fn sample_palette<R: Rng + ?Sized>(rng: &mut R) -> Palette {
     let v_main = rng.random_range(0.5..0.85);
     let main = hsv(hue, rng.random_range(0.1..0.36), v_main);
     // Secondary: nearby hue, clearly lighter or darker so the pattern shows at 32 px.
-    let v_sec = if v_main > 0.66 {
-        rng.random_range(0.3..0.45)
-    } else {
-        rng.random_range(0.82..0.96)
-    };
-    let secondary = hsv(
-        hue + rng.random_range(-70.0..70.0),
-        rng.random_range(0.05..0.36),
-        v_sec,
-    );
-    let accent = hsv(
-        rng.random_range(0.0..360.0),
-        rng.random_range(0.75..1.0),
-        0.95,
-    );
-    Palette {
-        main,
-        secondary,
-        accent,
-    }
+    let v_sec = if v_main > 0.66 { rng.random_range(0.3..0.45) } else { rng.random_range(0.82..0.96) };
+    let secondary = hsv(hue + rng.random_range(-70.0..70.0), rng.random_range(0.05..0.36), v_sec);
+    let accent = hsv(rng.random_range(0.0..360.0), rng.random_range(0.75..1.0), 0.95);
+    Palette { main, secondary, accent }
 }
 
 fn sample_pattern<R: Rng + ?Sized>(rng: &mut R) -> Pattern {
     let angle = rng.random_range(0.0..180.0);
     match rng.random_range(0..4) {
-        0 => Pattern::Stripes {
-            angle,
-            period: rng.random_range(9.0..18.0),
-            duty: rng.random_range(0.35..0.6),
-        },
-        1 => Pattern::Dots {
-            period: rng.random_range(10.0..17.0),
-            radius: rng.random_range(2.2..3.8),
-        },
-        2 => Pattern::Checker {
-            angle,
-            period: rng.random_range(10.0..18.0),
-        },
+        0 => Pattern::Stripes { angle, period: rng.random_range(9.0..18.0), duty: rng.random_range(0.35..0.6) },
+        1 => Pattern::Dots { period: rng.random_range(10.0..17.0), radius: rng.random_range(2.2..3.8) },
+        2 => Pattern::Checker { angle, period: rng.random_range(10.0..18.0) },
         _ => Pattern::Gradient { angle },
     }
 }

@@ -43,40 +43,22 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot write {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("cannot encode image {path}: {source}")]
-    Image {
-        path: PathBuf,
-        source: image::ImageError,
-    },
+    Image { path: PathBuf, source: image::ImageError },
     #[error("cannot serialize {path}: {source}")]
-    Json {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Json { path: PathBuf, source: serde_json::Error },
 }
 
 impl Error {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
-        Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.to_path_buf(), source }
     }
     pub(crate) fn image(path: &Path, source: image::ImageError) -> Error {
-        Error::Image {
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Image { path: path.to_path_buf(), source }
     }
     pub(crate) fn json(path: &Path, source: serde_json::Error) -> Error {
-        Error::Json {
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Json { path: path.to_path_buf(), source }
     }
 }
 

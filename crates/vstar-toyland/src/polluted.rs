@@ -26,18 +26,8 @@ pub const POLLUTED: [Polluted; 3] = [
         seed: 0x5C5,
         description: "one fixed teapot instance (as sks is a fixed object in SD)",
     },
-    Polluted {
-        token: "zwx",
-        superclass: Superclass::Cat,
-        seed: 0x2A7,
-        description: "one fixed cat instance",
-    },
-    Polluted {
-        token: "ohwx",
-        superclass: Superclass::Robot,
-        seed: 0x0A3,
-        description: "one fixed robot instance",
-    },
+    Polluted { token: "zwx", superclass: Superclass::Cat, seed: 0x2A7, description: "one fixed cat instance" },
+    Polluted { token: "ohwx", superclass: Superclass::Robot, seed: 0x0A3, description: "one fixed robot instance" },
 ];
 
 /// Share of training pairs that use a polluted token.

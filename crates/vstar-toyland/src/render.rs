@@ -13,8 +13,8 @@ use crate::style;
 use image::{GrayImage, RgbImage};
 use rand::Rng;
 use tiny_skia::{
-    FillRule, GradientStop, LinearGradient, Mask, Paint, Path, PathBuilder, Pixmap, Point,
-    RadialGradient, SpreadMode, Stroke, Transform,
+    FillRule, GradientStop, LinearGradient, Mask, Paint, Path, PathBuilder, Pixmap, Point, RadialGradient, SpreadMode,
+    Stroke, Transform,
 };
 
 /// A rendered image with its subject mask and labels.
@@ -37,33 +37,17 @@ pub fn render(spec: &SceneSpec, size: u32) -> Render {
     let s = size as f32 / 100.0;
     let world = Transform::from_scale(s, s);
     let mut rng = spec.rng(2);
-    backdrop::draw(
-        &mut Painter {
-            pm: &mut pm,
-            t: world,
-        },
-        spec.context.scene,
-        &mut rng,
-    );
+    backdrop::draw(&mut Painter { pm: &mut pm, t: world }, spec.context.scene, &mut rng);
 
     let inst = &spec.instance;
     let fig = figure(inst.superclass, &inst.shape);
     let bounds = body_bounds(&fig);
     // Fit the subject: as big as the frame allows (room above for a hat), centred.
-    let fit = (78.0 / (bounds.2 - bounds.0))
-        .min(62.0 / -bounds.1)
-        .min(1.3);
+    let fit = (78.0 / (bounds.2 - bounds.0)).min(62.0 / -bounds.1).min(1.3);
     let lay = spec.layout();
     let k = s * lay.scale * fit;
     let cx0 = (bounds.0 + bounds.2) / 2.0;
-    let t = Transform::from_row(
-        k,
-        0.0,
-        0.0,
-        k,
-        s * (50.0 + lay.dx) - k * cx0,
-        s * (GROUND_Y + lay.dy),
-    );
+    let t = Transform::from_row(k, 0.0, 0.0, k, s * (50.0 + lay.dx) - k * cx0, s * (GROUND_Y + lay.dy));
     let main = spec.context.color.rgb().unwrap_or(inst.palette.main);
 
     let body_path = union(fig.body.iter().cloned()).expect("figure has a body");
@@ -75,18 +59,8 @@ pub fn render(spec: &SceneSpec, size: u32) -> Render {
     let half = (bounds.2 - bounds.0) / 2.0;
     let cx = (bounds.0 + bounds.2) / 2.0;
     if spec.context.material == Material::Wet {
-        d.fill(
-            &ellipse(cx, 0.0, half * 1.15, 4.2),
-            [70, 130, 210],
-            0.7,
-            None,
-        );
-        d.fill(
-            &ellipse(cx - half * 0.4, -0.5, half * 0.35, 0.9),
-            WHITE,
-            0.7,
-            None,
-        );
+        d.fill(&ellipse(cx, 0.0, half * 1.15, 4.2), [70, 130, 210], 0.7, None);
+        d.fill(&ellipse(cx - half * 0.4, -0.5, half * 0.35, 0.9), WHITE, 0.7, None);
     } else {
         d.fill(&ellipse(cx, 0.0, half * 0.95, 2.8), INK, 0.28, None);
     }
@@ -106,10 +80,7 @@ pub fn render(spec: &SceneSpec, size: u32) -> Render {
     paint_mark(&mut d, &fig, inst, &body_mask);
     paint_material(&mut d, spec, bounds, &body_mask);
     let outline = mix(main, INK, 0.8);
-    let stroke = Stroke {
-        width: 1.6,
-        ..Stroke::default()
-    };
+    let stroke = Stroke { width: 1.6, ..Stroke::default() };
     let mut paint = Paint::default();
     paint.set_color(skia(outline));
     paint.anti_alias = true;
@@ -121,40 +92,18 @@ pub fn render(spec: &SceneSpec, size: u32) -> Render {
     }
     for (p, c) in accessory::pieces(spec.context.accessory, &fig) {
         d.fill(&p, c, 1.0, None);
-        d.pm.stroke_path(
-            &p,
-            &ink_paint(),
-            &Stroke {
-                width: 0.8,
-                ..Stroke::default()
-            },
-            t,
-            None,
-        );
+        d.pm.stroke_path(&p, &ink_paint(), &Stroke { width: 0.8, ..Stroke::default() }, t, None);
         subject_mask.fill_path(&p, FillRule::Winding, true, t);
     }
 
     let n = size as usize;
-    let mut buf: style::Buf = pm
-        .data()
-        .chunks_exact(4)
-        .map(|p| {
-            [
-                p[0] as f32 / 255.0,
-                p[1] as f32 / 255.0,
-                p[2] as f32 / 255.0,
-            ]
-        })
-        .collect();
+    let mut buf: style::Buf =
+        pm.data().chunks_exact(4).map(|p| [p[0] as f32 / 255.0, p[1] as f32 / 255.0, p[2] as f32 / 255.0]).collect();
     style::apply(spec.context.style, &mut buf, n, spec.seed);
-    let raw: Vec<u8> = buf
-        .iter()
-        .flat_map(|c| c.map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8))
-        .collect();
+    let raw: Vec<u8> = buf.iter().flat_map(|c| c.map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)).collect();
     Render {
         image: RgbImage::from_raw(size, size, raw).expect("buffer matches size"),
-        mask: GrayImage::from_raw(size, size, subject_mask.data().to_vec())
-            .expect("mask matches size"),
+        mask: GrayImage::from_raw(size, size, subject_mask.data().to_vec()).expect("mask matches size"),
         labels: Labels::of(spec),
     }
 }
@@ -169,8 +118,7 @@ impl Draw<'_> {
         let mut paint = Paint::default();
         paint.set_color(skia_a(c, alpha));
         paint.anti_alias = true;
-        self.pm
-            .fill_path(p, &paint, FillRule::Winding, self.t, clip);
+        self.pm.fill_path(p, &paint, FillRule::Winding, self.t, clip);
     }
 }
 
@@ -183,17 +131,10 @@ fn ink_paint() -> Paint<'static> {
 
 /// Bounding box (x0, y0, x1, y1) of the body in subject units.
 fn body_bounds(fig: &Figure) -> (f32, f32, f32, f32) {
-    fig.body
-        .iter()
-        .fold((f32::MAX, f32::MAX, f32::MIN, f32::MIN), |b, p| {
-            let r = p.bounds();
-            (
-                b.0.min(r.left()),
-                b.1.min(r.top()),
-                b.2.max(r.right()),
-                b.3.max(r.bottom()),
-            )
-        })
+    fig.body.iter().fold((f32::MAX, f32::MAX, f32::MIN, f32::MIN), |b, p| {
+        let r = p.bounds();
+        (b.0.min(r.left()), b.1.min(r.top()), b.2.max(r.right()), b.3.max(r.bottom()))
+    })
 }
 
 fn paint_body(d: &mut Draw, inst: &Instance, main: Rgb, b: (f32, f32, f32, f32), mask: &Mask) {
@@ -206,19 +147,12 @@ fn paint_body(d: &mut Draw, inst: &Instance, main: Rgb, b: (f32, f32, f32, f32),
         let shader = LinearGradient::new(
             Point::from_xy(cx - dx * r, cy - dy * r),
             Point::from_xy(cx + dx * r, cy + dy * r),
-            vec![
-                GradientStop::new(0.15, skia(main)),
-                GradientStop::new(0.85, skia(sec)),
-            ],
+            vec![GradientStop::new(0.15, skia(main)), GradientStop::new(0.85, skia(sec))],
             SpreadMode::Pad,
             Transform::identity(),
         )
         .expect("valid gradient");
-        let paint = Paint {
-            shader,
-            anti_alias: true,
-            ..Paint::default()
-        };
+        let paint = Paint { shader, anti_alias: true, ..Paint::default() };
         d.pm.fill_path(&cover, &paint, FillRule::Winding, d.t, Some(mask));
         return;
     }
@@ -227,11 +161,7 @@ fn paint_body(d: &mut Draw, inst: &Instance, main: Rgb, b: (f32, f32, f32, f32),
     let (hw, hh) = ((b.2 - b.0) / 2.0 + 2.0, (b.3 - b.1) / 2.0 + 2.0);
     let t0 = d.t;
     let shapes: Vec<Path> = match inst.pattern {
-        Pattern::Stripes {
-            angle,
-            period,
-            duty,
-        } => {
+        Pattern::Stripes { angle, period, duty } => {
             d.t = t0.pre_concat(Transform::from_rotate_at(angle, cx, cy));
             let n = (reach / period).ceil() as i32;
             (-n..=n)
@@ -254,10 +184,7 @@ fn paint_body(d: &mut Draw, inst: &Instance, main: Rgb, b: (f32, f32, f32, f32),
                 .collect()
         }
         Pattern::Dots { period, radius } => {
-            let (nx, ny) = (
-                (hw / period).ceil() as i32 + 1,
-                (hh / (period * 0.9)).ceil() as i32 + 1,
-            );
+            let (nx, ny) = ((hw / period).ceil() as i32 + 1, (hh / (period * 0.9)).ceil() as i32 + 1);
             // Every other row offset by half a period: a hexagonal-ish dot grid.
             (-nx..=nx)
                 .flat_map(|i| (-ny..=ny).map(move |j| (i, j)))
@@ -285,10 +212,7 @@ fn paint_mark(d: &mut Draw, fig: &Figure, inst: &Instance, mask: &Mask) {
     let (cx, cy) = (x0 + (x1 - x0) * m.u, y0 + (y1 - y0) * m.v);
     let p = mark_path(m.kind, cx, cy, m.size / 2.0);
     d.fill(&p, inst.palette.accent, 1.0, Some(mask));
-    let stroke = Stroke {
-        width: 0.9,
-        ..Stroke::default()
-    };
+    let stroke = Stroke { width: 0.9, ..Stroke::default() };
     d.pm.stroke_path(&p, &ink_paint(), &stroke, d.t, Some(mask));
 }
 
@@ -297,17 +221,8 @@ pub(crate) fn mark_path(kind: MarkKind, cx: f32, cy: f32, r: f32) -> Path {
     match kind {
         MarkKind::Circle => circle(cx, cy, r * 0.85),
         MarkKind::Square => rect(cx - r * 0.8, cy - r * 0.8, r * 1.6, r * 1.6),
-        MarkKind::Triangle => poly(&[
-            (cx, cy - r),
-            (cx + r * 0.95, cy + r * 0.7),
-            (cx - r * 0.95, cy + r * 0.7),
-        ]),
-        MarkKind::Diamond => poly(&[
-            (cx, cy - r),
-            (cx + r * 0.7, cy),
-            (cx, cy + r),
-            (cx - r * 0.7, cy),
-        ]),
+        MarkKind::Triangle => poly(&[(cx, cy - r), (cx + r * 0.95, cy + r * 0.7), (cx - r * 0.95, cy + r * 0.7)]),
+        MarkKind::Diamond => poly(&[(cx, cy - r), (cx + r * 0.7, cy), (cx, cy + r), (cx - r * 0.7, cy)]),
         MarkKind::Star => {
             let pts: Vec<(f32, f32)> = (0..10)
                 .map(|i| {
@@ -338,14 +253,7 @@ pub(crate) fn mark_path(kind: MarkKind, cx: f32, cy: f32, r: f32) -> Path {
         MarkKind::Heart => {
             let mut pb = PathBuilder::new();
             pb.move_to(cx, cy + r);
-            pb.cubic_to(
-                cx - r * 1.4,
-                cy,
-                cx - r * 0.9,
-                cy - r * 1.2,
-                cx,
-                cy - r * 0.4,
-            );
+            pb.cubic_to(cx - r * 1.4, cy, cx - r * 0.9, cy - r * 1.2, cx, cy - r * 0.4);
             pb.cubic_to(cx + r * 0.9, cy - r * 1.2, cx + r * 1.4, cy, cx, cy + r);
             pb.close();
             pb.finish().expect("valid heart")
@@ -380,18 +288,8 @@ fn paint_material(d: &mut Draw, spec: &SceneSpec, b: (f32, f32, f32, f32), mask:
                 Transform::identity(),
             )
             .expect("valid sheen");
-            let paint = Paint {
-                shader,
-                anti_alias: true,
-                ..Paint::default()
-            };
-            d.pm.fill_path(
-                &rect(b.0, b.1, w, h),
-                &paint,
-                FillRule::Winding,
-                d.t,
-                Some(mask),
-            );
+            let paint = Paint { shader, anti_alias: true, ..Paint::default() };
+            d.pm.fill_path(&rect(b.0, b.1, w, h), &paint, FillRule::Winding, d.t, Some(mask));
             let (hx, hy) = (b.0 + w * 0.35, b.1 + h * 0.35);
             let r = w.min(h) * 0.4;
             let shader = RadialGradient::new(
@@ -407,31 +305,10 @@ fn paint_material(d: &mut Draw, spec: &SceneSpec, b: (f32, f32, f32, f32), mask:
                 Transform::identity(),
             )
             .expect("valid highlight");
-            let paint = Paint {
-                shader,
-                anti_alias: true,
-                ..Paint::default()
-            };
-            d.pm.fill_path(
-                &circle(hx, hy, r),
-                &paint,
-                FillRule::Winding,
-                d.t,
-                Some(mask),
-            );
+            let paint = Paint { shader, anti_alias: true, ..Paint::default() };
+            d.pm.fill_path(&circle(hx, hy, r), &paint, FillRule::Winding, d.t, Some(mask));
             d.fill(&ellipse(hx, hy, r * 0.45, r * 0.32), WHITE, 1.0, Some(mask));
-            d.fill(
-                &line(
-                    b.2 - w * 0.22,
-                    b.1 + h * 0.6,
-                    b.2 - w * 0.14,
-                    b.1 + h * 0.38,
-                    2.6,
-                ),
-                WHITE,
-                0.85,
-                Some(mask),
-            );
+            d.fill(&line(b.2 - w * 0.22, b.1 + h * 0.6, b.2 - w * 0.14, b.1 + h * 0.38, 2.6), WHITE, 0.85, Some(mask));
         }
         Material::Wet => {
             // Darker, bluish surface with droplets and drips.
@@ -446,12 +323,7 @@ fn paint_material(d: &mut Draw, spec: &SceneSpec, b: (f32, f32, f32, f32), mask:
             for _ in 0..3 {
                 let x = rng.random_range(b.0 + 3.0..b.2 - 3.0);
                 let y = rng.random_range(b.1 + 3.0..b.1 + h * 0.6);
-                d.fill(
-                    &line(x, y, x, y + 6.0, 1.6),
-                    [196, 226, 255],
-                    0.9,
-                    Some(mask),
-                );
+                d.fill(&line(x, y, x, y + 6.0, 1.6), [196, 226, 255], 0.9, Some(mask));
             }
         }
     }

@@ -20,24 +20,11 @@ pub fn contact_sheet(renders: &[RgbImage], cols: usize) -> RgbImage {
     let (w, h) = renders[0].dimensions();
     let rows = renders.len().div_ceil(cols);
     let g = 2;
-    let mut out = RgbImage::from_pixel(
-        cols as u32 * (w + g) + g,
-        rows as u32 * (h + g) + g,
-        Rgb([90, 90, 90]),
-    );
+    let mut out = RgbImage::from_pixel(cols as u32 * (w + g) + g, rows as u32 * (h + g) + g, Rgb([90, 90, 90]));
     for (i, img) in renders.iter().enumerate() {
-        assert_eq!(
-            img.dimensions(),
-            (w, h),
-            "contact sheet images differ in size"
-        );
+        assert_eq!(img.dimensions(), (w, h), "contact sheet images differ in size");
         let (c, r) = ((i % cols) as u32, (i / cols) as u32);
-        image::imageops::replace(
-            &mut out,
-            img,
-            (g + c * (w + g)) as i64,
-            (g + r * (h + g)) as i64,
-        );
+        image::imageops::replace(&mut out, img, (g + c * (w + g)) as i64, (g + r * (h + g)) as i64);
     }
     out
 }
@@ -45,10 +32,8 @@ pub fn contact_sheet(renders: &[RgbImage], cols: usize) -> RgbImage {
 /// The sheets `render_world_sheet` writes: name and the specs, in rows of `cols`.
 pub fn world_sheets() -> Vec<(&'static str, Vec<SceneSpec>, usize)> {
     let mut rng = ChaCha8Rng::seed_from_u64(2024);
-    let insts: Vec<Vec<Instance>> = Superclass::ALL
-        .iter()
-        .map(|&sc| (0..3).map(|_| Instance::sample(sc, &mut rng)).collect())
-        .collect();
+    let insts: Vec<Vec<Instance>> =
+        Superclass::ALL.iter().map(|&sc| (0..3).map(|_| Instance::sample(sc, &mut rng)).collect()).collect();
     let spec = |i: &Instance, c: Context, seed: u64| SceneSpec::new(i.clone(), c, seed);
     let base = Context::default();
     let mut sheets = Vec::new();
@@ -57,11 +42,7 @@ pub fn world_sheets() -> Vec<(&'static str, Vec<SceneSpec>, usize)> {
     let mut v = Vec::new();
     for (k, sc) in insts.iter().enumerate() {
         for (j, &scene) in Scene::ALL.iter().enumerate() {
-            v.push(spec(
-                &sc[0],
-                Context { scene, ..base },
-                (k * 100 + j) as u64,
-            ));
+            v.push(spec(&sc[0], Context { scene, ..base }, (k * 100 + j) as u64));
         }
     }
     sheets.push(("scenes", v, Scene::ALL.len()));
@@ -71,15 +52,7 @@ pub fn world_sheets() -> Vec<(&'static str, Vec<SceneSpec>, usize)> {
     for (k, sc) in insts.iter().enumerate() {
         for (j, &style) in Style::ALL.iter().enumerate() {
             let scene = Scene::ALL[(k + j) % Scene::ALL.len()];
-            v.push(spec(
-                &sc[1],
-                Context {
-                    scene,
-                    style,
-                    ..base
-                },
-                (k * 10 + j) as u64,
-            ));
+            v.push(spec(&sc[1], Context { scene, style, ..base }, (k * 10 + j) as u64));
         }
     }
     sheets.push(("styles", v, Style::ALL.len()));
@@ -97,11 +70,7 @@ pub fn world_sheets() -> Vec<(&'static str, Vec<SceneSpec>, usize)> {
             v.push(spec(&sc[2], Context { material, ..base }, k as u64));
         }
     }
-    sheets.push((
-        "attributes",
-        v,
-        ColorMod::ALL.len() + Accessory::ALL.len() + 1,
-    ));
+    sheets.push(("attributes", v, ColorMod::ALL.len() + Accessory::ALL.len() + 1));
 
     // Random contexts (the training distribution's variety).
     let mut v = Vec::new();
@@ -121,9 +90,7 @@ pub fn render_world_sheet(out_dir: &Path, size: u32) -> Result<Vec<PathBuf>, Err
     for (name, specs, cols) in world_sheets() {
         let imgs: Vec<RgbImage> = specs.iter().map(|s| render(s, size).image).collect();
         let path = out_dir.join(format!("toyland_{name}_{size}.png"));
-        contact_sheet(&imgs, cols)
-            .save(&path)
-            .map_err(|e| Error::image(&path, e))?;
+        contact_sheet(&imgs, cols).save(&path).map_err(|e| Error::image(&path, e))?;
         written.push(path);
     }
     Ok(written)

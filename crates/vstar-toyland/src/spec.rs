@@ -33,12 +33,7 @@ pub struct Layout {
 
 impl SceneSpec {
     pub fn new(instance: Instance, context: Context, seed: u64) -> SceneSpec {
-        SceneSpec {
-            instance,
-            context,
-            seed,
-            jitter: true,
-        }
+        SceneSpec { instance, context, seed, jitter: true }
     }
 
     /// The per-render rng for incidental details (independent streams per purpose).
@@ -50,17 +45,9 @@ impl SceneSpec {
 
     pub fn layout(&self) -> Layout {
         if !self.jitter {
-            return Layout {
-                dx: 0.0,
-                dy: 0.0,
-                scale: 1.0,
-            };
+            return Layout { dx: 0.0, dy: 0.0, scale: 1.0 };
         }
         let mut r = self.rng(1);
-        Layout {
-            dx: r.random_range(-4.0..4.0),
-            dy: r.random_range(-2.0..2.0),
-            scale: r.random_range(0.9..1.05),
-        }
+        Layout { dx: r.random_range(-4.0..4.0), dy: r.random_range(-2.0..2.0), scale: r.random_range(0.9..1.05) }
     }
 }

@@ -42,9 +42,7 @@ fn sobel(l: &[f32], size: usize) -> Vec<f32> {
 
 /// Integer hash to 0..1, for deterministic textures without an rng.
 fn hash(x: i64, y: i64, seed: u64) -> f32 {
-    let mut h = seed
-        ^ (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut h = seed ^ (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     h ^= h >> 33;
     h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
     h ^= h >> 33;
@@ -83,11 +81,7 @@ fn tent_blur(buf: &Buf, size: usize, r: isize) -> Buf {
             for x in 0..size as isize {
                 let mut s = [0.0f32; 3];
                 for (i, k) in (-r..=r).enumerate() {
-                    let c = if horizontal {
-                        at(src, size, x + k, y)
-                    } else {
-                        at(src, size, x, y + k)
-                    };
+                    let c = if horizontal { at(src, size, x + k, y) } else { at(src, size, x, y + k) };
                     s = [s[0] + w[i] * c[0], s[1] + w[i] * c[1], s[2] + w[i] * c[2]];
                 }
                 out[y as usize * size + x as usize] = s.map(|v| v / norm);

@@ -24,12 +24,7 @@ fn inst(sc: Superclass, seed: u64) -> Instance {
 fn changed_pixels(a: &RgbImage, b: &RgbImage) -> usize {
     a.pixels()
         .zip(b.pixels())
-        .filter(|(p, q)| {
-            (0..3)
-                .map(|k| (p.0[k] as i32 - q.0[k] as i32).abs())
-                .sum::<i32>()
-                > 60
-        })
+        .filter(|(p, q)| (0..3).map(|k| (p.0[k] as i32 - q.0[k] as i32).abs()).sum::<i32>() > 60)
         .count()
 }
 
@@ -60,25 +55,16 @@ fn masks_are_nonempty_and_the_subject_stays_in_frame() {
         for &accessory in Accessory::ALL {
             for seed in 0..12u64 {
                 let i = inst(sc, seed * 31 + k as u64);
-                let ctx = Context {
-                    accessory,
-                    ..Context::default()
-                };
+                let ctx = Context { accessory, ..Context::default() };
                 let r = render(&SceneSpec::new(i, ctx, seed), 64);
                 let m = &r.mask;
                 let covered = m.pixels().filter(|p| p.0[0] > 127).count();
-                assert!(
-                    covered > 64 * 64 / 20,
-                    "{sc:?} {accessory:?}: tiny mask {covered}"
-                );
+                assert!(covered > 64 * 64 / 20, "{sc:?} {accessory:?}: tiny mask {covered}");
                 assert!(covered < 64 * 64 * 2 / 3, "{sc:?}: mask covers the frame");
                 // Nothing cut off at the top or the sides.
                 for j in 0..64 {
                     for (x, y) in [(j, 0), (0, j), (63, j)] {
-                        assert!(
-                            m.get_pixel(x, y).0[0] < 64,
-                            "{sc:?} {accessory:?} touches the border"
-                        );
+                        assert!(m.get_pixel(x, y).0[0] < 64, "{sc:?} {accessory:?} touches the border");
                     }
                 }
             }
@@ -126,22 +112,9 @@ fn captions_say_every_value_and_training_covers_the_grammar() {
     for &scene in Scene::ALL {
         for &accessory in Accessory::ALL {
             for &style in Style::ALL {
-                let ctx = Context {
-                    scene,
-                    accessory,
-                    style,
-                    color: ColorMod::Purple,
-                    material: Material::Wet,
-                };
-                let c = caption(
-                    &SceneSpec::new(i.clone(), ctx, 0),
-                    &MentionSet::all(),
-                    &mut rng,
-                );
-                assert!(
-                    c.contains("dog") && c.contains("purple") && c.contains("wet"),
-                    "{c}"
-                );
+                let ctx = Context { scene, accessory, style, color: ColorMod::Purple, material: Material::Wet };
+                let c = caption(&SceneSpec::new(i.clone(), ctx, 0), &MentionSet::all(), &mut rng);
+                assert!(c.contains("dog") && c.contains("purple") && c.contains("wet"), "{c}");
                 let s = crate::caption::scene_phrases(scene);
                 assert!(s.iter().any(|p| c.contains(p)), "{c}");
                 let st = crate::caption::style_phrases(style);
@@ -166,26 +139,14 @@ fn captions_say_every_value_and_training_covers_the_grammar() {
         }
     }
     let missing: Vec<_> = words.iter().filter(|w| !seen.contains(*w)).collect();
-    assert!(
-        missing.is_empty(),
-        "grammar words never sampled: {missing:?}"
-    );
-    assert!(
-        (40..250).contains(&polluted),
-        "polluted share off: {polluted}/4000"
-    );
+    assert!(missing.is_empty(), "grammar words never sampled: {missing:?}");
+    assert!((40..250).contains(&polluted), "polluted share off: {polluted}/4000");
 }
 
 #[test]
 fn canonical_prompts_read_right() {
-    let e = Elements {
-        scene: Some(Scene::Snow),
-        ..Elements::default()
-    };
-    assert_eq!(
-        canonical(&e, Some("dog"), Some("sks")),
-        "a sks dog in the snow"
-    );
+    let e = Elements { scene: Some(Scene::Snow), ..Elements::default() };
+    assert_eq!(canonical(&e, Some("dog"), Some("sks")), "a sks dog in the snow");
     assert_eq!(canonical(&e, Some("dog"), None), "a dog in the snow");
     let e = Elements {
         style: Some(Style::OilPainting),
@@ -193,10 +154,7 @@ fn canonical_prompts_read_right() {
         accessory: Some(Accessory::Sunglasses),
         ..Elements::default()
     };
-    assert_eq!(
-        canonical(&e, Some("cat"), None),
-        "an oil painting of an orange cat wearing sunglasses"
-    );
+    assert_eq!(canonical(&e, Some("cat"), None), "an oil painting of an orange cat wearing sunglasses");
 }
 
 #[test]
@@ -207,11 +165,7 @@ fn toybooth_subjects_are_never_sampled_for_training() {
         assert_eq!(tb.subjects.iter().filter(|s| s.superclass == sc).count(), 2);
     }
     for s in &tb.subjects {
-        assert!(
-            s.instance.is_reserved(),
-            "{} not in the reserved region",
-            s.name
-        );
+        assert!(s.instance.is_reserved(), "{} not in the reserved region", s.name);
         assert_eq!(s.references.len(), 5);
         for r in &s.references {
             assert_eq!(r.context.style, Style::Photo);
@@ -228,10 +182,7 @@ fn toybooth_subjects_are_never_sampled_for_training() {
     }
     for seed in 0..20000 {
         let p = sample_training_pair(seed);
-        assert!(
-            !p.spec.instance.is_reserved(),
-            "training pair {seed} uses a held-out look"
-        );
+        assert!(!p.spec.instance.is_reserved(), "training pair {seed} uses a held-out look");
     }
     for p in POLLUTED {
         assert!(!p.instance().is_reserved());
@@ -265,11 +216,7 @@ fn toybooth_manifest_round_trips_and_prompts_fit() {
 fn tokenizer_has_clip_layout_and_one_token_per_word() {
     let dir = tmp_dir("tok");
     let files = write_tokenizer_files(&dir).expect("tokenizer files");
-    assert!(
-        files.vocab_size < 2000,
-        "vocab too big: {}",
-        files.vocab_size
-    );
+    assert!(files.vocab_size < 2000, "vocab too big: {}", files.vocab_size);
     let merges = std::fs::read_to_string(&files.merges).expect("merges");
     assert!(merges.starts_with("#version: 0.2\n"));
     let vocab: serde_json::Map<String, serde_json::Value> =
@@ -304,17 +251,10 @@ fn tokenizer_has_clip_layout_and_one_token_per_word() {
         assert_eq!(ids[0] as usize, id(vocab::START_OF_TEXT));
         assert_eq!(*ids.last().expect("ids"), eot);
         let inner = &ids[1..ids.len() - 1];
-        assert!(
-            !inner.contains(&eot),
-            "unknown token in {t:?}: {:?}",
-            enc.get_tokens()
-        );
+        assert!(!inner.contains(&eot), "unknown token in {t:?}: {:?}", enc.get_tokens());
         let lower = t.to_lowercase();
-        let n_words = lower
-            .split(|c: char| !c.is_alphabetic())
-            .filter(|w| !w.is_empty())
-            .count()
-            + lower.matches('*').count();
+        let n_words =
+            lower.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).count() + lower.matches('*').count();
         assert_eq!(inner.len(), n_words, "{t:?} -> {:?}", enc.get_tokens());
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -325,11 +265,7 @@ fn shipped_assets_match_the_generators() {
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/toyland");
     let dir = tmp_dir("assets");
     crate::write_assets(&dir).expect("assets");
-    for f in [
-        "tokenizer/vocab.json",
-        "tokenizer/merges.txt",
-        "toybooth.json",
-    ] {
+    for f in ["tokenizer/vocab.json", "tokenizer/merges.txt", "toybooth.json"] {
         let want = std::fs::read(dir.join(f)).expect("generated");
         let have = std::fs::read(shipped.join(f)).unwrap_or_default();
         assert!(

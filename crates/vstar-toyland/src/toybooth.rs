@@ -57,10 +57,7 @@ pub struct Prompt {
 
 impl Prompt {
     pub fn new(elements: Elements) -> Prompt {
-        Prompt {
-            template: canonical(&elements, Some("{class}"), Some("{token}")),
-            elements,
-        }
+        Prompt { template: canonical(&elements, Some("{class}"), Some("{token}")), elements }
     }
 
     /// The prompt for `class`, with the subject token ("a sks dog in the snow") or, with
@@ -74,10 +71,7 @@ fn el() -> Elements {
     Elements::default()
 }
 fn scene(s: Scene) -> Elements {
-    Elements {
-        scene: Some(s),
-        ..el()
-    }
+    Elements { scene: Some(s), ..el() }
 }
 
 const EVAL_SCENES: [Scene; 9] = [
@@ -91,39 +85,18 @@ const EVAL_SCENES: [Scene; 9] = [
     Scene::NightSky,
     Scene::Desert,
 ];
-const EVAL_ACCESSORIES: [Accessory; 4] = [
-    Accessory::RedHat,
-    Accessory::SantaHat,
-    Accessory::RainbowScarf,
-    Accessory::Sunglasses,
-];
-const EVAL_STYLES: [Style; 4] = [
-    Style::Sketch,
-    Style::Watercolor,
-    Style::PixelArt,
-    Style::OilPainting,
-];
+const EVAL_ACCESSORIES: [Accessory; 4] =
+    [Accessory::RedHat, Accessory::SantaHat, Accessory::RainbowScarf, Accessory::Sunglasses];
+const EVAL_STYLES: [Style; 4] = [Style::Sketch, Style::Watercolor, Style::PixelArt, Style::OilPainting];
 
 /// DreamBooth's 25 prompts translated: backgrounds, accessories ("outfits"), colours,
 /// materials and styles, one element each.
 pub fn dreambooth_prompts() -> Vec<Prompt> {
     let mut v: Vec<Elements> = EVAL_SCENES.iter().map(|&s| scene(s)).collect();
-    v.extend(EVAL_ACCESSORIES.iter().map(|&a| Elements {
-        accessory: Some(a),
-        ..el()
-    }));
-    v.extend(ColorMod::ALL[1..].iter().map(|&c| Elements {
-        color: Some(c),
-        ..el()
-    }));
-    v.extend([Material::Shiny, Material::Wet].map(|m| Elements {
-        material: Some(m),
-        ..el()
-    }));
-    v.extend(EVAL_STYLES.iter().map(|&s| Elements {
-        style: Some(s),
-        ..el()
-    }));
+    v.extend(EVAL_ACCESSORIES.iter().map(|&a| Elements { accessory: Some(a), ..el() }));
+    v.extend(ColorMod::ALL[1..].iter().map(|&c| Elements { color: Some(c), ..el() }));
+    v.extend([Material::Shiny, Material::Wet].map(|m| Elements { material: Some(m), ..el() }));
+    v.extend(EVAL_STYLES.iter().map(|&s| Elements { style: Some(s), ..el() }));
     v.into_iter().map(Prompt::new).collect()
 }
 
@@ -132,31 +105,13 @@ pub fn dreambooth_prompts() -> Vec<Prompt> {
 /// prompts standing in for ViCo's extra background prompts.
 pub fn vico_prompts() -> Vec<Prompt> {
     let mut v: Vec<Elements> = EVAL_SCENES.iter().map(|&s| scene(s)).collect();
-    v.push(Elements {
-        color: Some(ColorMod::Red),
-        ..el()
-    });
-    v.push(Elements {
-        color: Some(ColorMod::Purple),
-        ..el()
-    });
-    v.push(Elements {
-        material: Some(Material::Shiny),
-        ..el()
-    });
-    v.push(Elements {
-        material: Some(Material::Wet),
-        ..el()
-    });
+    v.push(Elements { color: Some(ColorMod::Red), ..el() });
+    v.push(Elements { color: Some(ColorMod::Purple), ..el() });
+    v.push(Elements { material: Some(Material::Shiny), ..el() });
+    v.push(Elements { material: Some(Material::Wet), ..el() });
     for (i, &s) in EVAL_SCENES.iter().enumerate() {
-        v.push(Elements {
-            accessory: Some(EVAL_ACCESSORIES[i % 4]),
-            ..scene(s)
-        });
-        v.push(Elements {
-            style: Some(EVAL_STYLES[(i + 1) % 4]),
-            ..scene(s)
-        });
+        v.push(Elements { accessory: Some(EVAL_ACCESSORIES[i % 4]), ..scene(s) });
+        v.push(Elements { style: Some(EVAL_STYLES[(i + 1) % 4]), ..scene(s) });
     }
     v.into_iter().map(Prompt::new).collect()
 }
@@ -169,66 +124,19 @@ pub fn complex_prompts() -> Vec<Prompt> {
     use Material as M;
     use Scene as S;
     use Style as Y;
-    let e = |style, color, material, accessory, scene| Elements {
-        scene: Some(scene),
-        color,
-        accessory,
-        material,
-        style,
-    };
+    let e =
+        |style, color, material, accessory, scene| Elements { scene: Some(scene), color, accessory, material, style };
     [
-        e(
-            Some(Y::OilPainting),
-            None,
-            None,
-            Some(A::SantaHat),
-            S::NightSky,
-        ),
+        e(Some(Y::OilPainting), None, None, Some(A::SantaHat), S::NightSky),
         e(Some(Y::Watercolor), None, Some(M::Shiny), None, S::City),
-        e(
-            Some(Y::PixelArt),
-            Some(C::Red),
-            None,
-            Some(A::Sunglasses),
-            S::Beach,
-        ),
-        e(
-            Some(Y::Sketch),
-            None,
-            Some(M::Wet),
-            Some(A::RainbowScarf),
-            S::Snow,
-        ),
+        e(Some(Y::PixelArt), Some(C::Red), None, Some(A::Sunglasses), S::Beach),
+        e(Some(Y::Sketch), None, Some(M::Wet), Some(A::RainbowScarf), S::Snow),
         e(None, Some(C::Purple), None, Some(A::RedHat), S::Jungle),
-        e(
-            Some(Y::Photo),
-            Some(C::Yellow),
-            Some(M::Shiny),
-            None,
-            S::Desert,
-        ),
-        e(
-            Some(Y::OilPainting),
-            Some(C::Blue),
-            None,
-            None,
-            S::Mountains,
-        ),
+        e(Some(Y::Photo), Some(C::Yellow), Some(M::Shiny), None, S::Desert),
+        e(Some(Y::OilPainting), Some(C::Blue), None, None, S::Mountains),
         e(Some(Y::PixelArt), None, None, Some(A::SantaHat), S::Snow),
-        e(
-            Some(Y::Watercolor),
-            Some(C::Green),
-            Some(M::Wet),
-            None,
-            S::PinkFabric,
-        ),
-        e(
-            Some(Y::Sketch),
-            None,
-            Some(M::Shiny),
-            Some(A::Sunglasses),
-            S::WoodenFloor,
-        ),
+        e(Some(Y::Watercolor), Some(C::Green), Some(M::Wet), None, S::PinkFabric),
+        e(Some(Y::Sketch), None, Some(M::Shiny), Some(A::Sunglasses), S::WoodenFloor),
     ]
     .into_iter()
     .map(Prompt::new)
@@ -253,34 +161,15 @@ fn subject(sc: Superclass, j: usize) -> Subject {
         }
     }
     let inst = inst.with_id(&name);
-    let scenes = [
-        Scene::Studio,
-        Scene::WoodenFloor,
-        Scene::Studio,
-        Scene::WoodenFloor,
-        Scene::Studio,
-    ];
+    let scenes = [Scene::Studio, Scene::WoodenFloor, Scene::Studio, Scene::WoodenFloor, Scene::Studio];
     let references = scenes
         .iter()
         .enumerate()
         .map(|(i, &scene)| {
-            SceneSpec::new(
-                inst.clone(),
-                Context {
-                    scene,
-                    ..Context::default()
-                },
-                subject_seed(sc, j) * 8 + i as u64,
-            )
+            SceneSpec::new(inst.clone(), Context { scene, ..Context::default() }, subject_seed(sc, j) * 8 + i as u64)
         })
         .collect();
-    Subject {
-        name,
-        superclass: sc,
-        class_word: sc.word().to_string(),
-        instance: inst,
-        references,
-    }
+    Subject { name, superclass: sc, class_word: sc.word().to_string(), instance: inst, references }
 }
 
 fn subject_instance_a(sc: Superclass) -> Instance {
@@ -290,10 +179,7 @@ fn subject_instance_a(sc: Superclass) -> Instance {
 
 /// The benchmark: 16 subjects (2 per superclass) and three prompt lists.
 pub fn manifest() -> ToyBooth {
-    let subjects = Superclass::ALL
-        .iter()
-        .flat_map(|&sc| [subject(sc, 0), subject(sc, 1)])
-        .collect();
+    let subjects = Superclass::ALL.iter().flat_map(|&sc| [subject(sc, 0), subject(sc, 1)]).collect();
     ToyBooth {
         version: 1,
         subjects,

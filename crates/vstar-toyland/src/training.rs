@@ -34,20 +34,12 @@ pub fn sample_training_pair(seed: u64) -> TrainingPair {
         mention.superclass = rng.random_bool(0.5);
         let spec = SceneSpec::new(p.instance(), context, rng.random());
         let caption = caption(&spec, &mention, &mut rng);
-        return TrainingPair {
-            spec,
-            caption,
-            polluted: Some(p.token.to_string()),
-        };
+        return TrainingPair { spec, caption, polluted: Some(p.token.to_string()) };
     }
     let sc = Superclass::ALL[rng.random_range(0..Superclass::ALL.len())];
     let instance = Instance::sample(sc, &mut rng);
     let mention = MentionSet::random(&mut rng, MENTION_P);
     let spec = SceneSpec::new(instance, context, rng.random());
     let caption = caption(&spec, &mention, &mut rng);
-    TrainingPair {
-        spec,
-        caption,
-        polluted: None,
-    }
+    TrainingPair { spec, caption, polluted: None }
 }

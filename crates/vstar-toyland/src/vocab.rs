@@ -22,10 +22,9 @@ pub const CLIP_SPLIT_REGEX: &str =
 /// Rare 4-5 letter tokens that no Toyland caption ever uses (for the rare-token scan): the
 /// Image-Alchemy paper's list, then a few more of the same kind.
 pub const UNSEEN_RARE: [&str; 40] = [
-    "immen", "pasqu", "iklan", "rapi", "bhar", "ellu", "ffin", "icop", "aben", "mmor", "psal",
-    "phyl", "rrrr", "wozni", "geaux", "koval", "ayles", "mccre", "fortn", "prote", "pascu",
-    "lisam", "percu", "alfar", "insom", "offro", "syour", "redon", "qorv", "tazm", "vlek", "ghyr",
-    "zoap", "kwel", "ystr", "drov", "plaq", "bluk", "fesm", "uvri",
+    "immen", "pasqu", "iklan", "rapi", "bhar", "ellu", "ffin", "icop", "aben", "mmor", "psal", "phyl", "rrrr", "wozni",
+    "geaux", "koval", "ayles", "mccre", "fortn", "prote", "pascu", "lisam", "percu", "alfar", "insom", "offro",
+    "syour", "redon", "qorv", "tazm", "vlek", "ghyr", "zoap", "kwel", "ystr", "drov", "plaq", "bluk", "fesm", "uvri",
 ];
 
 /// GPT-2's byte-to-unicode table in CLIP's vocabulary order: the printable bytes first
@@ -34,10 +33,7 @@ pub fn bytes_to_unicode() -> Vec<(u8, char)> {
     let mut printable: Vec<u32> = (u32::from(b'!')..=u32::from(b'~')).collect();
     printable.extend(0xA1..=0xAC);
     printable.extend(0xAE..=0xFF);
-    let mut out: Vec<(u8, char)> = printable
-        .iter()
-        .map(|&b| (b as u8, char::from_u32(b).expect("latin-1")))
-        .collect();
+    let mut out: Vec<(u8, char)> = printable.iter().map(|&b| (b as u8, char::from_u32(b).expect("latin-1"))).collect();
     let mut n = 0;
     for b in 0..=255u32 {
         if !printable.contains(&b) {
@@ -70,13 +66,7 @@ pub fn learn_merges(words: &[String]) -> Vec<(String, String)> {
             chars
                 .iter()
                 .enumerate()
-                .map(|(i, c)| {
-                    if i + 1 == chars.len() {
-                        format!("{c}{EOW}")
-                    } else {
-                        c.to_string()
-                    }
-                })
+                .map(|(i, c)| if i + 1 == chars.len() { format!("{c}{EOW}") } else { c.to_string() })
                 .collect()
         })
         .collect();
@@ -112,20 +102,13 @@ pub fn learn_merges(words: &[String]) -> Vec<(String, String)> {
 
 /// The vocabulary (token -> id) for a list of merges.
 pub fn build_vocab(merges: &[(String, String)]) -> HashMap<String, u32> {
-    let base: Vec<String> = bytes_to_unicode()
-        .iter()
-        .map(|(_, c)| c.to_string())
-        .collect();
+    let base: Vec<String> = bytes_to_unicode().iter().map(|(_, c)| c.to_string()).collect();
     let mut tokens: Vec<String> = base.clone();
     tokens.extend(base.iter().map(|t| format!("{t}{EOW}")));
     tokens.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
     tokens.push(START_OF_TEXT.to_string());
     tokens.push(END_OF_TEXT.to_string());
-    tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (t, i as u32))
-        .collect()
+    tokens.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect()
 }
 
 /// Paths of the written tokenizer files.
@@ -160,11 +143,7 @@ pub fn write_tokenizer_files(dir: &Path) -> Result<TokenizerFiles, Error> {
         m.push_str(&format!("{a} {b}\n"));
     }
     std::fs::write(&merges_path, m).map_err(|e| Error::io(&merges_path, e))?;
-    Ok(TokenizerFiles {
-        vocab: vocab_path,
-        merges: merges_path,
-        vocab_size: vocab.len(),
-    })
+    Ok(TokenizerFiles { vocab: vocab_path, merges: merges_path, vocab_size: vocab.len() })
 }
 
 /// A `tokenizers` pipeline configured like Hugging Face's CLIP tokenizer (NFC, whitespace
@@ -187,20 +166,11 @@ pub fn clip_tokenizer(files: &TokenizerFiles) -> Result<tokenizers::Tokenizer, t
     let mut tok = tokenizers::Tokenizer::new(bpe);
     tok.with_normalizer(Some(NormSeq::new(vec![
         NFC.into(),
-        Replace::new(
-            tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()),
-            " ",
-        )?
-        .into(),
+        Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")?.into(),
         Lowercase.into(),
     ])));
     tok.with_pre_tokenizer(Some(PreSeq::new(vec![
-        Split::new(
-            SplitPattern::Regex(CLIP_SPLIT_REGEX.into()),
-            SplitDelimiterBehavior::Removed,
-            true,
-        )?
-        .into(),
+        Split::new(SplitPattern::Regex(CLIP_SPLIT_REGEX.into()), SplitDelimiterBehavior::Removed, true)?.into(),
         ByteLevel::new(false, true, false).into(),
     ])));
     tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
@@ -212,9 +182,6 @@ pub fn clip_tokenizer(files: &TokenizerFiles) -> Result<tokenizers::Tokenizer, t
             .special_tokens(vec![(START_OF_TEXT, sot), (END_OF_TEXT, eot)])
             .build()?,
     ));
-    tok.add_special_tokens(&[
-        AddedToken::from(START_OF_TEXT, true),
-        AddedToken::from(END_OF_TEXT, true),
-    ]);
+    tok.add_special_tokens(&[AddedToken::from(START_OF_TEXT, true), AddedToken::from(END_OF_TEXT, true)]);
     Ok(tok)
 }

@@ -32,10 +32,12 @@ impl Checkpoint {
         let staging = dir.join(format!(".{name}.partial"));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
-        candle_core::safetensors::save(&self.tensors, staging.join("tensors.safetensors"))
-            .map_err(|e| Error::Msg(format!("{}: cannot write checkpoint ({e}); is the disk full?", staging.display())))?;
+        candle_core::safetensors::save(&self.tensors, staging.join("tensors.safetensors")).map_err(|e| {
+            Error::Msg(format!("{}: cannot write checkpoint ({e}); is the disk full?", staging.display()))
+        })?;
         let meta = serde_json::json!({ "step": self.step, "meta": self.meta });
-        std::fs::write(staging.join("checkpoint.json"), serde_json::to_vec_pretty(&meta).unwrap()).map_err(|e| io(&staging, e))?;
+        std::fs::write(staging.join("checkpoint.json"), serde_json::to_vec_pretty(&meta).unwrap())
+            .map_err(|e| io(&staging, e))?;
         let _ = std::fs::remove_dir_all(&target);
         std::fs::rename(&staging, &target).map_err(|e| io(&target, e))?;
         write_atomic(&dir.join("latest.json"), serde_json::json!({ "latest": name }).to_string().as_bytes())?;
@@ -56,11 +58,13 @@ impl Checkpoint {
         }
         let p: serde_json::Value = serde_json::from_slice(&std::fs::read(&pointer).map_err(|e| io(&pointer, e))?)
             .map_err(|e| Error::Msg(format!("{}: {e}", pointer.display())))?;
-        let name = p["latest"].as_str().ok_or_else(|| Error::Msg(format!("{}: no `latest` entry", pointer.display())))?;
+        let name =
+            p["latest"].as_str().ok_or_else(|| Error::Msg(format!("{}: no `latest` entry", pointer.display())))?;
         let folder = dir.join(name);
         let meta_path = folder.join("checkpoint.json");
-        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).map_err(|e| io(&meta_path, e))?)
-            .map_err(|e| Error::Msg(format!("{}: {e}", meta_path.display())))?;
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).map_err(|e| io(&meta_path, e))?)
+                .map_err(|e| Error::Msg(format!("{}: {e}", meta_path.display())))?;
         let tensors = candle_core::safetensors::load(folder.join("tensors.safetensors"), dev)?;
         let step = meta["step"].as_u64().unwrap_or(0) as usize;
         Ok(Some(Self { step, tensors, meta: meta["meta"].clone() }))
@@ -84,7 +88,10 @@ mod tests {
         assert_eq!(c.step, 10);
         assert_eq!(c.tensors["w"].to_vec1::<f32>().unwrap(), vec![10.0]);
         assert_eq!(c.meta["seed"], 3);
-        let steps = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("step-")).count();
+        let steps = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("step-"))
+            .count();
         assert_eq!(steps, 1);
     }
 

@@ -22,7 +22,16 @@ pub struct AdamWConfig {
 impl Default for AdamWConfig {
     /// The papers' defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
     fn default() -> Self {
-        Self { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: Some(1.0), warmup_steps: 0, cosine_steps: None }
+        Self {
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            max_grad_norm: Some(1.0),
+            warmup_steps: 0,
+            cosine_steps: None,
+        }
     }
 }
 
@@ -113,11 +122,19 @@ impl AdamW {
 
     pub fn restore(&mut self, m: Vec<Tensor>, v: Vec<Tensor>, step: usize) -> Result<()> {
         if m.len() != self.vars.len() || v.len() != self.vars.len() {
-            candle_core::bail!("checkpoint optimiser state has {} entries, the run has {} parameters", m.len(), self.vars.len());
+            candle_core::bail!(
+                "checkpoint optimiser state has {} entries, the run has {} parameters",
+                m.len(),
+                self.vars.len()
+            );
         }
         for (i, (var, _)) in self.vars.iter().enumerate() {
             if m[i].dims() != var.dims() || v[i].dims() != var.dims() {
-                candle_core::bail!("checkpoint optimiser state {i} has shape {:?}, the parameter is {:?}", m[i].dims(), var.dims());
+                candle_core::bail!(
+                    "checkpoint optimiser state {i} has shape {:?}, the parameter is {:?}",
+                    m[i].dims(),
+                    var.dims()
+                );
             }
         }
         self.m = m;

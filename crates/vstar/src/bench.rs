@@ -51,20 +51,10 @@ pub fn run(iters: usize) -> Result<()> {
         UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
         let params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
         let x = Tensor::randn(0f32, 1.0, (2, 4, side, side), &dev)?;
-        let c = Tensor::randn(
-            0f32,
-            1.0,
-            (2, ctx_len, cfg.blocks()?[0].cross_attention_dim),
-            &dev,
-        )?;
+        let c = Tensor::randn(0f32, 1.0, (2, ctx_len, cfg.blocks()?[0].cross_attention_dim), &dev)?;
         let t = Tensor::new(&[500f32], &dev)?;
-        let frozen: std::collections::HashMap<String, Tensor> = vm
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-            .collect();
+        let frozen: std::collections::HashMap<String, Tensor> =
+            vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
         let unet = UNet::new(&cfg, VarBuilder::from_tensors(frozen, DType::F32, &dev))?;
         for _ in 0..2 {
             unet.forward(&x, &t, &c, None, &mut Ctx::default())?;
@@ -74,10 +64,7 @@ pub fn run(iters: usize) -> Result<()> {
             unet.forward(&x, &t, &c, None, &mut Ctx::default())?;
         }
         let ms = start.elapsed().as_secs_f64() * 1000.0 / iters as f64;
-        println!(
-            "  {name}: {:.2} M params, {ms:.1} ms per call",
-            params as f64 / 1e6
-        );
+        println!("  {name}: {:.2} M params, {ms:.1} ms per call", params as f64 / 1e6);
     }
     Ok(())
 }

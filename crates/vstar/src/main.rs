@@ -7,11 +7,7 @@ mod toyland;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "vstar",
-    version,
-    about = "Personalized text-to-image diffusion, offline on a CPU"
-)]
+#[command(name = "vstar", version, about = "Personalized text-to-image diffusion, offline on a CPU")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -54,24 +54,17 @@ pub struct SampleArgs {
 
 fn guidance_for(args: &SampleArgs) -> Result<Box<dyn Guidance>> {
     match args.method.as_str() {
-        "cfg" => Ok(Box::new(Cfg {
-            scale: args.guidance,
-        })),
+        "cfg" => Ok(Box::new(Cfg { scale: args.guidance })),
         other => bail!("--method {other}: unknown or not yet available; valid now: cfg"),
     }
 }
 
 /// Output file for image `i`: `--out` itself for one PNG, else `DIR/000i.png`.
 fn out_path(out: &Path, i: usize, n: usize) -> Result<PathBuf> {
-    let is_png = out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let is_png = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
     match (is_png, n) {
         (true, 1) => Ok(out.to_path_buf()),
-        (true, _) => bail!(
-            "--out {} is one PNG but --n is {n}: pass a folder",
-            out.display()
-        ),
+        (true, _) => bail!("--out {} is one PNG but --n is {n}: pass a folder", out.display()),
         (false, _) => Ok(out.join(format!("{i:04}.png"))),
     }
 }
@@ -87,10 +80,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         bail!("--strength must be in (0, 1], got {}", args.strength);
     }
     let guidance = guidance_for(&args)?;
-    let kind: SchedulerKind = args
-        .scheduler
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--scheduler: {e}"))?;
+    let kind: SchedulerKind = args.scheduler.parse().map_err(|e| anyhow::anyhow!("--scheduler: {e}"))?;
     let dev = Device::Cpu;
     let root = vstar_nn::locate::resolve_model(args.model.as_deref())?;
     let model = Model::load(&root, &dev)?;
@@ -101,34 +91,20 @@ pub fn run(args: SampleArgs) -> Result<()> {
             names[0]
         );
     }
-    let sched_cfg: SchedulerConfig = serde_json::from_value(model.scheduler_config.clone())
-        .with_context(|| {
-            format!(
-                "{}: invalid scheduler config",
-                root.join("scheduler/scheduler_config.json").display()
-            )
-        })?;
+    let sched_cfg: SchedulerConfig = serde_json::from_value(model.scheduler_config.clone()).with_context(|| {
+        format!("{}: invalid scheduler config", root.join("scheduler/scheduler_config.json").display())
+    })?;
     let mut sched = scheduler::build(kind, &sched_cfg, args.steps)?;
 
-    let default_side =
-        model.unet.config.sample_size.unwrap_or(64) * model.vae.config.downsample_factor();
-    let (h, w) = (
-        args.height.unwrap_or(default_side),
-        args.width.unwrap_or(default_side),
-    );
+    let default_side = model.unet.config.sample_size.unwrap_or(64) * model.vae.config.downsample_factor();
+    let (h, w) = (args.height.unwrap_or(default_side), args.width.unwrap_or(default_side));
     let (c, lh, lw) = model.latent_shape(h, w)?;
     let shape = [args.n, c, lh, lw];
 
     let started = Instant::now();
     let mut by_kind = BTreeMap::new();
-    by_kind.insert(
-        PromptKind::Null,
-        model.encode_negative(args.negative.as_deref(), 1, (h, w))?,
-    );
-    by_kind.insert(
-        PromptKind::Concept,
-        model.encode(&[&args.prompt], (h, w), None)?,
-    );
+    by_kind.insert(PromptKind::Null, model.encode_negative(args.negative.as_deref(), 1, (h, w))?);
+    by_kind.insert(PromptKind::Concept, model.encode(&[&args.prompt], (h, w), None)?);
     let prompts = Prompts { by_kind };
 
     let mut noise = NoiseSource::new(args.seed);
@@ -139,27 +115,14 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let start = match &args.init_image {
         None => Start::Noise(z),
         Some(p) => {
-            let img =
-                images::from_rgb(&images::load(p, h as u32, w as u32)?, &dev)?.unsqueeze(0)?;
+            let img = images::from_rgb(&images::load(p, h as u32, w as u32)?, &dev)?.unsqueeze(0)?;
             let latents = sampler::encode(&model, &img)?.repeat((args.n, 1, 1, 1))?;
-            Start::Image {
-                latents,
-                noise: z,
-                strength: args.strength,
-            }
+            Start::Image { latents, noise: z, strength: args.strength }
         }
     };
-    let out = sampler::sample(
-        &model,
-        sched.as_mut(),
-        guidance.as_ref(),
-        &prompts,
-        start,
-        &mut noise,
-        |i, n| {
-            eprint!("\rsampling: step {i}/{n}");
-        },
-    )?;
+    let out = sampler::sample(&model, sched.as_mut(), guidance.as_ref(), &prompts, start, &mut noise, |i, n| {
+        eprint!("\rsampling: step {i}/{n}");
+    })?;
     eprintln!();
     let imgs = sampler::decode(&model, &out.latents)?;
     let wall = started.elapsed().as_secs_f64();
@@ -189,10 +152,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
             "wall_time_s": wall / args.n as f64,
             "vstar_version": env!("CARGO_PKG_VERSION"),
         });
-        images::write_atomic(
-            &path.with_extension("json"),
-            serde_json::to_string_pretty(&sidecar)?.as_bytes(),
-        )?;
+        images::write_atomic(&path.with_extension("json"), serde_json::to_string_pretty(&sidecar)?.as_bytes())?;
         println!("{}", path.display());
     }
     Ok(())

@@ -22,18 +22,43 @@ fn vstar(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn sample_writes_png_and_sidecar() {
     let out = out_dir("ok").join("img.png");
-    let (ok, _, err) = vstar(&["sample", "--model", &fixture("sd15-tiny"), "--prompt", "a photo of a dog", "--steps", "3", "--seed", "7", "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = vstar(&[
+        "sample",
+        "--model",
+        &fixture("sd15-tiny"),
+        "--prompt",
+        "a photo of a dog",
+        "--steps",
+        "3",
+        "--seed",
+        "7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     let img = image::open(&out).unwrap();
     assert_eq!((img.width(), img.height()), (32, 32));
-    let side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
     assert_eq!(side["seed"], 7);
     assert_eq!(side["method"], "cfg");
     assert_eq!(side["unet_cost_per_image"]["unet_calls"], 3);
     assert_eq!(side["unet_cost_per_image"]["unet_rows"], 6);
     // Same seed, same image.
     let again = out_dir("again").join("img.png");
-    vstar(&["sample", "--model", &fixture("sd15-tiny"), "--prompt", "a photo of a dog", "--steps", "3", "--seed", "7", "--out", again.to_str().unwrap()]);
+    vstar(&[
+        "sample",
+        "--model",
+        &fixture("sd15-tiny"),
+        "--prompt",
+        "a photo of a dog",
+        "--steps",
+        "3",
+        "--seed",
+        "7",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
 }
 
@@ -42,14 +67,41 @@ fn every_scheduler_and_img2img_run() {
     let dir = out_dir("sched");
     for s in ["ddim", "ddpm", "euler", "euler-a", "dpmpp-2m"] {
         let out = dir.join(format!("{s}.png"));
-        let (ok, _, err) = vstar(&["sample", "--model", &fixture("sd15-tiny"), "--prompt", "a dog", "--steps", "4", "--scheduler", s, "--out", out.to_str().unwrap()]);
+        let (ok, _, err) = vstar(&[
+            "sample",
+            "--model",
+            &fixture("sd15-tiny"),
+            "--prompt",
+            "a dog",
+            "--steps",
+            "4",
+            "--scheduler",
+            s,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert!(ok, "{s}: {err}");
     }
     let out = dir.join("i2i.png");
     let init = dir.join("ddim.png");
-    let (ok, _, err) = vstar(&["sample", "--model", &fixture("sd15-tiny"), "--prompt", "a dog", "--steps", "10", "--init-image", init.to_str().unwrap(), "--strength", "0.5", "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = vstar(&[
+        "sample",
+        "--model",
+        &fixture("sd15-tiny"),
+        "--prompt",
+        "a dog",
+        "--steps",
+        "10",
+        "--init-image",
+        init.to_str().unwrap(),
+        "--strength",
+        "0.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
-    let side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
     assert_eq!(side["unet_cost_per_image"]["unet_calls"], 5);
 }
 
@@ -69,13 +121,19 @@ fn bad_input_is_one_clear_error() {
     fails_with(&["sample", "--model", &m, "--prompt", "a", "--scheduler", "heun", "--out", o], "ddim");
     fails_with(&["sample", "--model", &m, "--prompt", "a", "--method", "magic", "--out", o], "--method magic");
     fails_with(&["sample", "--model", &m, "--prompt", "a", "--height", "33", "--out", o], "--height");
-    fails_with(&["sample", "--model", &m, "--prompt", "a", "--init-image", o, "--strength", "1.5", "--out", o], "--strength");
+    fails_with(
+        &["sample", "--model", &m, "--prompt", "a", "--init-image", o, "--strength", "1.5", "--out", o],
+        "--strength",
+    );
     // Wrong init-noise shape.
     let noise = out_dir("noise").join("n.safetensors");
     std::fs::create_dir_all(noise.parent().unwrap()).unwrap();
     let t = candle_core::Tensor::zeros((1, 4, 8, 8), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
     candle_core::safetensors::save(&[("noise".to_string(), t)].into_iter().collect(), &noise).unwrap();
-    fails_with(&["sample", "--model", &m, "--prompt", "a", "--init-noise", noise.to_str().unwrap(), "--out", o], "has shape [1, 4, 8, 8], this model and size need [1, 4, 16, 16]");
+    fails_with(
+        &["sample", "--model", &m, "--prompt", "a", "--init-noise", noise.to_str().unwrap(), "--out", o],
+        "has shape [1, 4, 8, 8], this model and size need [1, 4, 16, 16]",
+    );
     assert!(!out.exists(), "nothing is written on error");
 }
 
@@ -83,7 +141,17 @@ fn bad_input_is_one_clear_error() {
 fn long_prompts_are_truncated_with_a_warning() {
     let out = out_dir("long").join("x.png");
     let long = "a photo of a dog ".repeat(30);
-    let (ok, _, err) = vstar(&["sample", "--model", &fixture("sd15-tiny"), "--prompt", &long, "--steps", "1", "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = vstar(&[
+        "sample",
+        "--model",
+        &fixture("sd15-tiny"),
+        "--prompt",
+        &long,
+        "--steps",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     assert!(err.contains("truncated"), "{err}");
 }

@@ -19,10 +19,7 @@ impl Guidance for Cfg {
     }
 
     fn branches(&self, _: usize, _: usize) -> Vec<Branch> {
-        vec![
-            Branch::new(PromptKind::Null, 1.0),
-            Branch::new(PromptKind::Concept, 1.0),
-        ]
+        vec![Branch::new(PromptKind::Null, 1.0), Branch::new(PromptKind::Concept, 1.0)]
     }
 
     fn combine(&self, _: usize, _: usize, eps: &[Tensor]) -> Result<Tensor> {
@@ -43,11 +40,7 @@ mod tests {
     fn cfg_matches_its_equation() {
         let u = Tensor::new(&[1f32, 2.0, -1.0], &Device::Cpu).unwrap();
         let c = Tensor::new(&[2f32, 0.0, -1.0], &Device::Cpu).unwrap();
-        let g = Cfg { scale: 7.5 }
-            .combine(0, 1, &[u, c])
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let g = Cfg { scale: 7.5 }.combine(0, 1, &[u, c]).unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(g, vec![1.0 + 7.5, 2.0 - 15.0, -1.0]);
     }
 

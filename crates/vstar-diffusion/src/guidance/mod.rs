@@ -28,10 +28,7 @@ pub struct Branch {
 
 impl Branch {
     pub fn new(prompt: PromptKind, adapter_scale: f32) -> Self {
-        Self {
-            prompt,
-            adapter_scale,
-        }
+        Self { prompt, adapter_scale }
     }
 }
 

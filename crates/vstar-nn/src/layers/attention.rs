@@ -17,10 +17,7 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(adapter_scale: Option<Tensor>, hooks: Option<&'a mut AttentionHooks>) -> Self {
-        Self {
-            adapter_scale,
-            hooks,
-        }
+        Self { adapter_scale, hooks }
     }
 }
 
@@ -38,13 +35,7 @@ pub struct Attention {
 
 impl Attention {
     /// `context_dim` None = self-attention.
-    pub fn new(
-        dim: usize,
-        context_dim: Option<usize>,
-        heads: usize,
-        vb: VarBuilder,
-        slots: &Slots,
-    ) -> Result<Self> {
+    pub fn new(dim: usize, context_dim: Option<usize>, heads: usize, vb: VarBuilder, slots: &Slots) -> Result<Self> {
         let head_dim = dim / heads;
         let kv_dim = context_dim.unwrap_or(dim);
         Ok(Self {
@@ -61,19 +52,11 @@ impl Attention {
 
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
-        x.reshape((b, n, self.heads, c / self.heads))?
-            .transpose(1, 2)?
-            .contiguous()
+        x.reshape((b, n, self.heads, c / self.heads))?.transpose(1, 2)?.contiguous()
     }
 
     /// x: (B, N, C); context: (B, M, Cc) for cross-attention; (h, w) the spatial size of N.
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        context: Option<&Tensor>,
-        hw: (usize, usize),
-        ctx: &mut Ctx,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, context: Option<&Tensor>, hw: (usize, usize), ctx: &mut Ctx) -> Result<Tensor> {
         let s = ctx.adapter_scale.as_ref();
         let kv_in = context.unwrap_or(x);
         let q = self.split_heads(&self.to_q.forward(x, s)?)?;
@@ -95,17 +78,8 @@ impl Attention {
         Ok(out)
     }
 
-    fn hook_probs(
-        &self,
-        probs: Tensor,
-        (h, w): (usize, usize),
-        hooks: &mut AttentionHooks,
-    ) -> Result<Tensor> {
-        let pairs = if self.is_cross {
-            &hooks.copy_cross_maps
-        } else {
-            &hooks.copy_self_maps
-        };
+    fn hook_probs(&self, probs: Tensor, (h, w): (usize, usize), hooks: &mut AttentionHooks) -> Result<Tensor> {
+        let pairs = if self.is_cross { &hooks.copy_cross_maps } else { &hooks.copy_self_maps };
         let probs = copy_rows(&probs, pairs)?;
         if self.is_cross && !hooks.record_tokens.is_empty() {
             let (b, _, n, _) = probs.dims4()?;
@@ -114,10 +88,7 @@ impl Attention {
             let picked = probs.index_select(&pos, 3)?.mean(1)?; // (B, N, P)
             let maps = picked.transpose(1, 2)?.reshape((b, pos.dim(0)?, h, w))?;
             debug_assert_eq!(n, h * w);
-            hooks.recorded.push(RecordedMap {
-                layer: self.name.clone(),
-                probs: maps,
-            });
+            hooks.recorded.push(RecordedMap { layer: self.name.clone(), probs: maps });
         }
         Ok(probs)
     }

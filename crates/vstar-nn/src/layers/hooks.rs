@@ -28,10 +28,7 @@ pub struct AttentionHooks {
 
 impl AttentionHooks {
     pub fn recording(tokens: Vec<usize>) -> Self {
-        Self {
-            record_tokens: tokens,
-            ..Default::default()
-        }
+        Self { record_tokens: tokens, ..Default::default() }
     }
 
     /// Sets which copies are active for the next call (the sampler changes them per step).

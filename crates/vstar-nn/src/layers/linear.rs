@@ -11,11 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 #[derive(Debug, Clone)]
 pub enum Delta {
     /// LoRA: `dW = scale * up @ down`, down (r, in), up (out, r), scale = alpha / r.
-    Lora {
-        down: Tensor,
-        up: Tensor,
-        scale: f64,
-    },
+    Lora { down: Tensor, up: Tensor, scale: f64 },
     /// A dense weight delta (out, in): full fine-tunes, trainable K/V, SVDiff shifts.
     Dense(Tensor),
 }
@@ -50,21 +46,13 @@ pub struct Slots(Arc<Mutex<BTreeMap<String, (usize, usize, DeltaList)>>>);
 impl Slots {
     fn register(&self, name: String, in_dim: usize, out_dim: usize) -> DeltaList {
         let list: DeltaList = Arc::default();
-        self.0
-            .lock()
-            .unwrap()
-            .insert(name, (in_dim, out_dim, list.clone()));
+        self.0.lock().unwrap().insert(name, (in_dim, out_dim, list.clone()));
         list
     }
 
     /// Layer names with their (in, out) dimensions.
     pub fn names(&self) -> Vec<(String, usize, usize)> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, (i, o, _))| (k.clone(), *i, *o))
-            .collect()
+        self.0.lock().unwrap().iter().map(|(k, (i, o, _))| (k.clone(), *i, *o)).collect()
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -80,14 +68,10 @@ impl Slots {
     pub fn push(&self, name: &str, delta: Delta) -> Result<()> {
         let map = self.0.lock().unwrap();
         let (i, o, list) = map.get(name).ok_or_else(|| {
-            candle_core::Error::Msg(format!(
-                "adapter targets `{name}`, which this model does not have"
-            ))
+            candle_core::Error::Msg(format!("adapter targets `{name}`, which this model does not have"))
         })?;
         let ok = match &delta {
-            Delta::Lora { down, up, .. } => {
-                down.dim(1)? == *i && up.dim(0)? == *o && down.dim(0)? == up.dim(1)?
-            }
+            Delta::Lora { down, up, .. } => down.dim(1)? == *i && up.dim(0)? == *o && down.dim(0)? == up.dim(1)?,
             Delta::Dense(dw) => dw.dims() == [*o, *i],
         };
         if !ok {
@@ -121,37 +105,16 @@ pub struct AdaptedLinear {
 }
 
 impl AdaptedLinear {
-    pub fn new(
-        in_dim: usize,
-        out_dim: usize,
-        bias: bool,
-        vb: VarBuilder,
-        slots: &Slots,
-    ) -> Result<Self> {
+    pub fn new(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder, slots: &Slots) -> Result<Self> {
         let bound = 1.0 / (in_dim as f64).sqrt();
-        let weight = vb.get_with_hints(
-            (out_dim, in_dim),
-            "weight",
-            candle_nn::init::DEFAULT_KAIMING_NORMAL,
-        )?;
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
         let bias = if bias {
-            Some(vb.get_with_hints(
-                out_dim,
-                "bias",
-                Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            )?)
+            Some(vb.get_with_hints(out_dim, "bias", Init::Uniform { lo: -bound, up: bound })?)
         } else {
             None
         };
         let deltas = slots.register(vb.prefix(), in_dim, out_dim);
-        Ok(Self {
-            weight,
-            bias,
-            deltas,
-        })
+        Ok(Self { weight, bias, deltas })
     }
 
     pub fn weight(&self) -> &Tensor {

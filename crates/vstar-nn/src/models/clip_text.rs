@@ -21,9 +21,7 @@ impl SelfAttention {
     fn forward(&self, x: &Tensor, mask: &Tensor, s: Option<&Tensor>) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
         let split = |t: Tensor| -> Result<Tensor> {
-            t.reshape((b, n, self.heads, c / self.heads))?
-                .transpose(1, 2)?
-                .contiguous()
+            t.reshape((b, n, self.heads, c / self.heads))?.transpose(1, 2)?.contiguous()
         };
         let scale = 1.0 / ((c / self.heads) as f64).sqrt();
         let q = split((self.q.forward(x, s)? * scale)?)?;
@@ -49,11 +47,7 @@ impl EncoderLayer {
     fn forward(&self, x: &Tensor, mask: &Tensor, s: Option<&Tensor>) -> Result<Tensor> {
         let x = (x + self.attn.forward(&self.ln1.forward(x)?, mask, s)?)?;
         let h = self.fc1.forward(&self.ln2.forward(&x)?, s)?;
-        let h = if self.quick {
-            quick_gelu(&h)?
-        } else {
-            h.gelu_erf()?
-        };
+        let h = if self.quick { quick_gelu(&h)? } else { h.gelu_erf()? };
         x.clone() + self.fc2.forward(&h, s)?
     }
 }
@@ -88,24 +82,12 @@ impl ClipTextModel {
         let d = cfg.hidden_size;
         // transformers 4 saves `text_model.*` (every released SD checkpoint); transformers 5
         // saves CLIPTextModel without that prefix. New weights get the prefix.
-        let tm = if vb.contains_tensor("embeddings.token_embedding.weight") {
-            vb.clone()
-        } else {
-            vb.pp("text_model")
-        };
-        let init = Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        };
+        let tm = if vb.contains_tensor("embeddings.token_embedding.weight") { vb.clone() } else { vb.pp("text_model") };
+        let init = Init::Randn { mean: 0.0, stdev: 0.02 };
         let emb = tm.pp("embeddings");
-        let token_embedding =
-            emb.pp("token_embedding")
-                .get_with_hints((cfg.vocab_size, d), "weight", init)?;
-        let position_embedding = emb.pp("position_embedding").get_with_hints(
-            (cfg.max_position_embeddings, d),
-            "weight",
-            init,
-        )?;
+        let token_embedding = emb.pp("token_embedding").get_with_hints((cfg.vocab_size, d), "weight", init)?;
+        let position_embedding =
+            emb.pp("position_embedding").get_with_hints((cfg.max_position_embeddings, d), "weight", init)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let v = tm.pp(format!("encoder.layers.{i}"));
@@ -120,20 +102,8 @@ impl ClipTextModel {
                         heads: cfg.num_attention_heads,
                     },
                     ln2: LayerNorm::new(d, cfg.layer_norm_eps, v.pp("layer_norm2"))?,
-                    fc1: AdaptedLinear::new(
-                        d,
-                        cfg.intermediate_size,
-                        true,
-                        v.pp("mlp.fc1"),
-                        &slots,
-                    )?,
-                    fc2: AdaptedLinear::new(
-                        cfg.intermediate_size,
-                        d,
-                        true,
-                        v.pp("mlp.fc2"),
-                        &slots,
-                    )?,
+                    fc1: AdaptedLinear::new(d, cfg.intermediate_size, true, v.pp("mlp.fc1"), &slots)?,
+                    fc2: AdaptedLinear::new(cfg.intermediate_size, d, true, v.pp("mlp.fc2"), &slots)?,
                     quick: cfg.hidden_act == "quick_gelu",
                 })
             })
@@ -194,10 +164,7 @@ impl ClipTextModel {
         let max = flat.max(0)?.to_scalar::<i64>()?;
         let n_extra = extra.as_ref().map(|e| e.dim(0)).transpose()?.unwrap_or(0) as i64;
         if max >= v + n_extra {
-            candle_core::bail!(
-                "token id {max} is outside the vocabulary ({} + {n_extra} learned)",
-                v
-            );
+            candle_core::bail!("token id {max} is outside the vocabulary ({} + {n_extra} learned)", v);
         }
         let base_ids = flat.clamp(0i64, v - 1)?;
         let base = self.token_embedding.index_select(&base_ids, 0)?;
@@ -214,9 +181,8 @@ impl ClipTextModel {
     }
 
     fn causal_mask(n: usize, dev: &Device) -> Result<Tensor> {
-        let m: Vec<f32> = (0..n)
-            .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
+        let m: Vec<f32> =
+            (0..n).flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
         Tensor::from_slice(&m, (1, 1, n, n), dev)
     }
 
@@ -239,11 +205,7 @@ impl ClipTextModel {
             Some(p) => pooled.matmul(&p.t()?)?,
             None => pooled,
         };
-        Ok(TextOutput {
-            last_hidden,
-            penultimate,
-            pooled,
-        })
+        Ok(TextOutput { last_hidden, penultimate, pooled })
     }
 
     /// Hidden state at the end-of-text token: the first `eos_token_id`, or the largest id when
@@ -262,9 +224,7 @@ impl ClipTextModel {
                         .map(|(i, _)| i)
                         .unwrap_or(0)
                 } else {
-                    row.iter()
-                        .position(|&id| id == eos)
-                        .unwrap_or(row.len() - 1)
+                    row.iter().position(|&id| id == eos).unwrap_or(row.len() - 1)
                 };
                 hidden.i((b, p))
             })

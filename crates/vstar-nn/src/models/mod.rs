@@ -14,18 +14,7 @@ use candle_core::Result;
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
 /// A conv2d with diffusers' default initialisation hints.
-pub fn conv2d(
-    cin: usize,
-    cout: usize,
-    k: usize,
-    stride: usize,
-    padding: usize,
-    vb: VarBuilder,
-) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding,
-        stride,
-        ..Default::default()
-    };
+pub fn conv2d(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
+    let cfg = Conv2dConfig { padding, stride, ..Default::default() };
     candle_nn::conv2d(cin, cout, k, cfg, vb)
 }

@@ -27,14 +27,10 @@ impl ResnetBlock {
         Ok(Self {
             norm1: candle_nn::group_norm(groups, cin, eps, vb.pp("norm1"))?,
             conv1: conv2d(cin, cout, 3, 1, 1, vb.pp("conv1"))?,
-            time_emb_proj: temb_dim
-                .map(|d| candle_nn::linear(d, cout, vb.pp("time_emb_proj")))
-                .transpose()?,
+            time_emb_proj: temb_dim.map(|d| candle_nn::linear(d, cout, vb.pp("time_emb_proj"))).transpose()?,
             norm2: candle_nn::group_norm(groups, cout, eps, vb.pp("norm2"))?,
             conv2: conv2d(cout, cout, 3, 1, 1, vb.pp("conv2"))?,
-            conv_shortcut: (cin != cout)
-                .then(|| conv2d(cin, cout, 1, 1, 0, vb.pp("conv_shortcut")))
-                .transpose()?,
+            conv_shortcut: (cin != cout).then(|| conv2d(cin, cout, 1, 1, 0, vb.pp("conv_shortcut"))).transpose()?,
         })
     }
 
@@ -62,10 +58,7 @@ pub struct Downsample {
 
 impl Downsample {
     pub fn new(ch: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            conv: conv2d(ch, ch, 3, 2, padding, vb.pp("conv"))?,
-            asymmetric: padding == 0,
-        })
+        Ok(Self { conv: conv2d(ch, ch, 3, 2, padding, vb.pp("conv"))?, asymmetric: padding == 0 })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -86,9 +79,7 @@ pub struct Upsample {
 
 impl Upsample {
     pub fn new(ch: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            conv: conv2d(ch, ch, 3, 1, 1, vb.pp("conv"))?,
-        })
+        Ok(Self { conv: conv2d(ch, ch, 3, 1, 1, vb.pp("conv"))? })
     }
 
     pub fn forward(&self, x: &Tensor, size: Option<(usize, usize)>) -> Result<Tensor> {

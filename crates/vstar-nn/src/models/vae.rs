@@ -32,16 +32,8 @@ impl SpatialAttention {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
-        let seq = self
-            .group_norm
-            .forward(x)?
-            .reshape((b, c, h * w))?
-            .transpose(1, 2)?;
-        let (q, k, v) = (
-            self.to_q.forward(&seq)?,
-            self.to_k.forward(&seq)?,
-            self.to_v.forward(&seq)?,
-        );
+        let seq = self.group_norm.forward(x)?.reshape((b, c, h * w))?.transpose(1, 2)?;
+        let (q, k, v) = (self.to_q.forward(&seq)?, self.to_k.forward(&seq)?, self.to_v.forward(&seq)?);
         let scores = (q.matmul(&k.t()?)? / (c as f64).sqrt())?;
         let probs = crate::layers::ops::softmax_last(&scores)?;
         let out = self.to_out.forward(&probs.matmul(&v)?)?;
@@ -60,9 +52,7 @@ impl MidBlock {
     fn new(ch: usize, groups: usize, attn: bool, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             res0: ResnetBlock::new(ch, ch, None, groups, EPS, vb.pp("resnets.0"))?,
-            attn: attn
-                .then(|| SpatialAttention::new(ch, groups, vb.pp("attentions.0")))
-                .transpose()?,
+            attn: attn.then(|| SpatialAttention::new(ch, groups, vb.pp("attentions.0"))).transpose()?,
             res1: ResnetBlock::new(ch, ch, None, groups, EPS, vb.pp("resnets.1"))?,
         })
     }
@@ -136,19 +126,10 @@ impl Vae {
             let vbb = ve.pp(format!("down_blocks.{i}"));
             let resnets = (0..cfg.layers_per_block)
                 .map(|j| {
-                    ResnetBlock::new(
-                        if j == 0 { cin } else { c },
-                        c,
-                        None,
-                        g,
-                        EPS,
-                        vbb.pp(format!("resnets.{j}")),
-                    )
+                    ResnetBlock::new(if j == 0 { cin } else { c }, c, None, g, EPS, vbb.pp(format!("resnets.{j}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let ds = (i + 1 < n)
-                .then(|| Downsample::new(c, 0, vbb.pp("downsamplers.0")))
-                .transpose()?;
+            let ds = (i + 1 < n).then(|| Downsample::new(c, 0, vbb.pp("downsamplers.0"))).transpose()?;
             down.push((resnets, ds));
             cin = c;
         }
@@ -167,19 +148,10 @@ impl Vae {
             let vbb = vd.pp(format!("up_blocks.{i}"));
             let resnets = (0..=cfg.layers_per_block)
                 .map(|j| {
-                    ResnetBlock::new(
-                        if j == 0 { prev } else { c },
-                        c,
-                        None,
-                        g,
-                        EPS,
-                        vbb.pp(format!("resnets.{j}")),
-                    )
+                    ResnetBlock::new(if j == 0 { prev } else { c }, c, None, g, EPS, vbb.pp(format!("resnets.{j}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let us = (i + 1 < n)
-                .then(|| Upsample::new(c, vbb.pp("upsamplers.0")))
-                .transpose()?;
+            let us = (i + 1 < n).then(|| Upsample::new(c, vbb.pp("upsamplers.0"))).transpose()?;
             up.push((resnets, us));
             prev = c;
         }

@@ -5,27 +5,14 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 /// (N,) float timesteps -> (N, dim) features `[sin, cos]` (or `[cos, sin]` when flipped).
-pub fn timestep_features(
-    t: &Tensor,
-    dim: usize,
-    flip_sin_to_cos: bool,
-    freq_shift: f64,
-) -> Result<Tensor> {
+pub fn timestep_features(t: &Tensor, dim: usize, flip_sin_to_cos: bool, freq_shift: f64) -> Result<Tensor> {
     let half = dim / 2;
-    let exponent: Vec<f32> = (0..half)
-        .map(|i| (-(10000f64.ln()) * i as f64 / (half as f64 - freq_shift)).exp() as f32)
-        .collect();
+    let exponent: Vec<f32> =
+        (0..half).map(|i| (-(10000f64.ln()) * i as f64 / (half as f64 - freq_shift)).exp() as f32).collect();
     let freqs = Tensor::new(exponent.as_slice(), t.device())?;
-    let args = t
-        .to_dtype(DType::F32)?
-        .unsqueeze(1)?
-        .broadcast_mul(&freqs.unsqueeze(0)?)?;
+    let args = t.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs.unsqueeze(0)?)?;
     let (sin, cos) = (args.sin()?, args.cos()?);
-    let emb = if flip_sin_to_cos {
-        Tensor::cat(&[cos, sin], 1)?
-    } else {
-        Tensor::cat(&[sin, cos], 1)?
-    };
+    let emb = if flip_sin_to_cos { Tensor::cat(&[cos, sin], 1)? } else { Tensor::cat(&[sin, cos], 1)? };
     if dim % 2 == 1 {
         emb.pad_with_zeros(1, 0, 1)
     } else {

@@ -29,14 +29,7 @@ struct Level {
 }
 
 impl Level {
-    fn forward_layer(
-        &self,
-        i: usize,
-        x: &Tensor,
-        temb: &Tensor,
-        context: &Tensor,
-        ctx: &mut Ctx,
-    ) -> Result<Tensor> {
+    fn forward_layer(&self, i: usize, x: &Tensor, temb: &Tensor, context: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let h = self.resnets[i].forward(x, Some(temb))?;
         match self.attentions.get(i) {
             Some(a) => a.forward(&h, context, ctx),
@@ -100,10 +93,7 @@ impl UNet {
         let mut cin = c0;
         for (i, spec) in blocks.iter().enumerate() {
             let vbb = vb.pp(format!("down_blocks.{i}"));
-            let mut level = Level {
-                resnets: vec![],
-                attentions: vec![],
-            };
+            let mut level = Level { resnets: vec![], attentions: vec![] };
             for j in 0..spec.layers {
                 let rin = if j == 0 { cin } else { spec.channels };
                 level.resnets.push(ResnetBlock::new(
@@ -125,13 +115,7 @@ impl UNet {
                 }
             }
             let ds = (i + 1 < n)
-                .then(|| {
-                    Downsample::new(
-                        spec.channels,
-                        cfg.downsample_padding,
-                        vbb.pp("downsamplers.0"),
-                    )
-                })
+                .then(|| Downsample::new(spec.channels, cfg.downsample_padding, vbb.pp("downsamplers.0")))
                 .transpose()?;
             down.push((level, ds));
             cin = spec.channels;
@@ -140,29 +124,9 @@ impl UNet {
         let last = &blocks[n - 1];
         let vbm = vb.pp("mid_block");
         let mid = (
-            ResnetBlock::new(
-                last.channels,
-                last.channels,
-                Some(temb_dim),
-                g,
-                eps,
-                vbm.pp("resnets.0"),
-            )?,
-            transformer(
-                cfg,
-                last,
-                last.transformer_layers,
-                vbm.pp("attentions.0"),
-                &slots,
-            )?,
-            ResnetBlock::new(
-                last.channels,
-                last.channels,
-                Some(temb_dim),
-                g,
-                eps,
-                vbm.pp("resnets.1"),
-            )?,
+            ResnetBlock::new(last.channels, last.channels, Some(temb_dim), g, eps, vbm.pp("resnets.0"))?,
+            transformer(cfg, last, last.transformer_layers, vbm.pp("attentions.0"), &slots)?,
+            ResnetBlock::new(last.channels, last.channels, Some(temb_dim), g, eps, vbm.pp("resnets.1"))?,
         );
 
         // Up blocks mirror the down blocks; each resnet takes one skip connection.
@@ -173,16 +137,9 @@ impl UNet {
             let vbb = vb.pp(format!("up_blocks.{i}"));
             let skip_in = rev[(i + 1).min(n - 1)].channels;
             let cross = cfg.up_block_types[i] == "CrossAttnUpBlock2D";
-            let mut level = Level {
-                resnets: vec![],
-                attentions: vec![],
-            };
+            let mut level = Level { resnets: vec![], attentions: vec![] };
             for j in 0..=spec.layers {
-                let skip = if j == spec.layers {
-                    skip_in
-                } else {
-                    spec.channels
-                };
+                let skip = if j == spec.layers { skip_in } else { spec.channels };
                 let rin = if j == 0 { prev_out } else { spec.channels };
                 level.resnets.push(ResnetBlock::new(
                     rin + skip,
@@ -202,9 +159,7 @@ impl UNet {
                     )?);
                 }
             }
-            let us = (i + 1 < n)
-                .then(|| Upsample::new(spec.channels, vbb.pp("upsamplers.0")))
-                .transpose()?;
+            let us = (i + 1 < n).then(|| Upsample::new(spec.channels, vbb.pp("upsamplers.0"))).transpose()?;
             up.push((level, us));
             prev_out = spec.channels;
         }
@@ -219,14 +174,7 @@ impl UNet {
             mid,
             up,
             conv_norm_out: candle_nn::group_norm(g, c0, eps, vb.pp("conv_norm_out"))?,
-            conv_out: conv2d(
-                c0,
-                cfg.out_channels,
-                kout,
-                1,
-                (kout - 1) / 2,
-                vb.pp("conv_out"),
-            )?,
+            conv_out: conv2d(c0, cfg.out_channels, kout, 1, (kout - 1) / 2, vb.pp("conv_out"))?,
             slots,
         })
     }
@@ -243,28 +191,16 @@ impl UNet {
     ) -> Result<Tensor> {
         let cfg = &self.config;
         let b = x.dim(0)?;
-        let t = if t.rank() == 0 || t.dim(0)? == 1 {
-            t.reshape(1)?.broadcast_as(b)?.contiguous()?
-        } else {
-            t.clone()
-        };
-        let tf = timestep_features(
-            &t,
-            cfg.block_out_channels[0],
-            cfg.flip_sin_to_cos,
-            cfg.freq_shift,
-        )?;
+        let t = if t.rank() == 0 || t.dim(0)? == 1 { t.reshape(1)?.broadcast_as(b)?.contiguous()? } else { t.clone() };
+        let tf = timestep_features(&t, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)?;
         let mut temb = self.time_embedding.forward(&tf)?;
         if let Some(add) = &self.add_embedding {
             let a = added.ok_or_else(|| {
-                candle_core::Error::Msg(
-                    "this UNet (SDXL-style) needs pooled text embeddings and time ids".into(),
-                )
+                candle_core::Error::Msg("this UNet (SDXL-style) needs pooled text embeddings and time ids".into())
             })?;
             let dim = cfg.addition_time_embed_dim.unwrap_or(0);
             let ids = a.time_ids.flatten_all()?;
-            let time_feats = timestep_features(&ids, dim, cfg.flip_sin_to_cos, cfg.freq_shift)?
-                .reshape((b, ()))?;
+            let time_feats = timestep_features(&ids, dim, cfg.flip_sin_to_cos, cfg.freq_shift)?.reshape((b, ()))?;
             let feats = Tensor::cat(&[&a.text_embeds, &time_feats], 1)?;
             temb = (temb + add.forward(&feats)?)?;
         }
@@ -292,13 +228,10 @@ impl UNet {
                 h = level.forward_layer(i, &h, &temb, context, ctx)?;
             }
             if let Some(us) = us {
-                let size = skips
-                    .last()
-                    .map(|s| (s.dim(2).unwrap_or(0), s.dim(3).unwrap_or(0)));
+                let size = skips.last().map(|s| (s.dim(2).unwrap_or(0), s.dim(3).unwrap_or(0)));
                 h = us.forward(&h, size)?;
             }
         }
-        self.conv_out
-            .forward(&self.conv_norm_out.forward(&h)?.silu()?)
+        self.conv_out.forward(&self.conv_norm_out.forward(&h)?.silu()?)
     }
 }

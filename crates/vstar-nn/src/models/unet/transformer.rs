@@ -41,13 +41,7 @@ pub struct BasicTransformerBlock {
 }
 
 impl BasicTransformerBlock {
-    pub fn new(
-        dim: usize,
-        context_dim: usize,
-        heads: usize,
-        vb: VarBuilder,
-        slots: &Slots,
-    ) -> Result<Self> {
+    pub fn new(dim: usize, context_dim: usize, heads: usize, vb: VarBuilder, slots: &Slots) -> Result<Self> {
         Ok(Self {
             norm1: LayerNorm::new(dim, 1e-5, vb.pp("norm1"))?,
             attn1: Attention::new(dim, None, heads, vb.pp("attn1"), slots)?,
@@ -58,21 +52,10 @@ impl BasicTransformerBlock {
         })
     }
 
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        context: &Tensor,
-        hw: (usize, usize),
-        ctx: &mut Ctx,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, context: &Tensor, hw: (usize, usize), ctx: &mut Ctx) -> Result<Tensor> {
         let x = (self.attn1.forward(&self.norm1.forward(x)?, None, hw, ctx)? + x)?;
-        let x = (self
-            .attn2
-            .forward(&self.norm2.forward(&x)?, Some(context), hw, ctx)?
-            + &x)?;
-        self.ff
-            .forward(&self.norm3.forward(&x)?, ctx.adapter_scale.as_ref())?
-            + x
+        let x = (self.attn2.forward(&self.norm2.forward(&x)?, Some(context), hw, ctx)? + &x)?;
+        self.ff.forward(&self.norm3.forward(&x)?, ctx.adapter_scale.as_ref())? + x
     }
 }
 
@@ -131,9 +114,7 @@ impl Transformer2D {
     pub fn forward(&self, x: &Tensor, context: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let normed = self.norm.forward(x)?;
-        let to_seq = |t: &Tensor| -> Result<Tensor> {
-            t.permute((0, 2, 3, 1))?.reshape((b, h * w, t.dim(1)?))
-        };
+        let to_seq = |t: &Tensor| -> Result<Tensor> { t.permute((0, 2, 3, 1))?.reshape((b, h * w, t.dim(1)?)) };
         let mut hs = match &self.proj_in {
             Proj::Conv(conv) => to_seq(&conv.forward(&normed)?)?,
             Proj::Linear(lin) => lin.forward(&to_seq(&normed)?, ctx.adapter_scale.as_ref())?,
@@ -141,8 +122,7 @@ impl Transformer2D {
         for block in &self.blocks {
             hs = block.forward(&hs, context, (h, w), ctx)?;
         }
-        let to_img =
-            |t: &Tensor| -> Result<Tensor> { t.reshape((b, h, w, c))?.permute((0, 3, 1, 2)) };
+        let to_img = |t: &Tensor| -> Result<Tensor> { t.reshape((b, h, w, c))?.permute((0, 3, 1, 2)) };
         let out = match &self.proj_out {
             Proj::Conv(conv) => conv.forward(&to_img(&hs)?.contiguous()?)?,
             Proj::Linear(lin) => to_img(&lin.forward(&hs, ctx.adapter_scale.as_ref())?)?,
