@@ -50,7 +50,7 @@ impl Ctx {
         if diff > *w {
             *w = diff;
         }
-        if !(diff <= TOL) {
+        if diff.is_nan() || diff > TOL {
             self.failures
                 .push(format!("{what}: max abs error {diff:e}"));
         }

@@ -84,7 +84,7 @@ string_enum!(
 /// `DDIMScheduler`; see [`SchedulerConfig::timestep_spacing`] for the one key whose default
 /// depends on the scheduler). Unknown keys are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawConfig")]
+#[serde(try_from = "serde_json::Value")]
 pub struct SchedulerConfig {
     pub num_train_timesteps: usize,
     pub beta_start: f64,
@@ -166,58 +166,61 @@ impl SchedulerConfig {
     }
 }
 
-/// What the JSON may hold; checked and converted into [`SchedulerConfig`].
-#[derive(Deserialize)]
-struct RawConfig {
-    num_train_timesteps: Option<usize>,
-    beta_start: Option<f64>,
-    beta_end: Option<f64>,
-    beta_schedule: Option<String>,
-    trained_betas: Option<Vec<f64>>,
-    prediction_type: Option<String>,
-    timestep_spacing: Option<String>,
-    steps_offset: Option<usize>,
-    set_alpha_to_one: Option<bool>,
-    clip_sample: Option<bool>,
-    clip_sample_range: Option<f64>,
-    use_karras_sigmas: Option<bool>,
-    // Keys that change the math in ways not implemented: refuse rather than differ silently.
-    thresholding: Option<bool>,
-    rescale_betas_zero_snr: Option<bool>,
+/// Read one key of the JSON object with a message naming the key on a type error.
+fn get<T: serde::de::DeserializeOwned>(
+    map: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    expected: &str,
+) -> Result<Option<T>, String> {
+    match map.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|_| format!("scheduler config: key `{key}` must be {expected}, got {v}")),
+    }
 }
 
-impl TryFrom<RawConfig> for SchedulerConfig {
+fn get_enum<T: FromStr<Err = String>>(
+    map: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<Option<T>, String> {
+    match get::<String>(map, key, "a string")? {
+        Some(s) => s.parse().map(Some),
+        None => Ok(None),
+    }
+}
+
+impl TryFrom<serde_json::Value> for SchedulerConfig {
     type Error = String;
-    fn try_from(r: RawConfig) -> Result<Self, String> {
+    fn try_from(v: serde_json::Value) -> Result<Self, String> {
+        let serde_json::Value::Object(m) = v else {
+            return Err(format!("scheduler config must be a JSON object, got {v}"));
+        };
         let d = SchedulerConfig::default();
-        if r.thresholding == Some(true) {
-            return Err("scheduler config: `thresholding: true` is not supported".into());
-        }
-        if r.rescale_betas_zero_snr == Some(true) {
-            return Err("scheduler config: `rescale_betas_zero_snr: true` is not supported".into());
+        // Keys that change the math in ways not implemented: refuse rather than differ silently.
+        for key in ["thresholding", "rescale_betas_zero_snr"] {
+            if get::<bool>(&m, key, "a boolean")? == Some(true) {
+                return Err(format!("scheduler config: `{key}: true` is not supported"));
+            }
         }
         let c = SchedulerConfig {
-            num_train_timesteps: r.num_train_timesteps.unwrap_or(d.num_train_timesteps),
-            beta_start: r.beta_start.unwrap_or(d.beta_start),
-            beta_end: r.beta_end.unwrap_or(d.beta_end),
-            beta_schedule: match r.beta_schedule {
-                Some(s) => s.parse()?,
-                None => d.beta_schedule,
-            },
-            trained_betas: r.trained_betas,
-            prediction_type: match r.prediction_type {
-                Some(s) => s.parse()?,
-                None => d.prediction_type,
-            },
-            timestep_spacing: match r.timestep_spacing {
-                Some(s) => Some(s.parse()?),
-                None => None,
-            },
-            steps_offset: r.steps_offset.unwrap_or(d.steps_offset),
-            set_alpha_to_one: r.set_alpha_to_one.unwrap_or(d.set_alpha_to_one),
-            clip_sample: r.clip_sample.unwrap_or(d.clip_sample),
-            clip_sample_range: r.clip_sample_range.unwrap_or(d.clip_sample_range),
-            use_karras_sigmas: r.use_karras_sigmas.unwrap_or(d.use_karras_sigmas),
+            num_train_timesteps: get(&m, "num_train_timesteps", "a positive integer")?
+                .unwrap_or(d.num_train_timesteps),
+            beta_start: get(&m, "beta_start", "a number")?.unwrap_or(d.beta_start),
+            beta_end: get(&m, "beta_end", "a number")?.unwrap_or(d.beta_end),
+            beta_schedule: get_enum(&m, "beta_schedule")?.unwrap_or(d.beta_schedule),
+            trained_betas: get(&m, "trained_betas", "a list of numbers or null")?,
+            prediction_type: get_enum(&m, "prediction_type")?.unwrap_or(d.prediction_type),
+            timestep_spacing: get_enum(&m, "timestep_spacing")?,
+            steps_offset: get(&m, "steps_offset", "a non-negative integer")?
+                .unwrap_or(d.steps_offset),
+            set_alpha_to_one: get(&m, "set_alpha_to_one", "a boolean")?
+                .unwrap_or(d.set_alpha_to_one),
+            clip_sample: get(&m, "clip_sample", "a boolean")?.unwrap_or(d.clip_sample),
+            clip_sample_range: get(&m, "clip_sample_range", "a number")?
+                .unwrap_or(d.clip_sample_range),
+            use_karras_sigmas: get(&m, "use_karras_sigmas", "a boolean")?
+                .unwrap_or(d.use_karras_sigmas),
         };
         c.validate()?;
         Ok(c)
@@ -249,5 +252,135 @@ impl SchedulerConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::{build, Scheduler};
+    use candle_core::{Device, Tensor};
+
+    const SD15: &str = r#"{
+        "_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0",
+        "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+        "num_train_timesteps": 1000, "set_alpha_to_one": false, "skip_prk_steps": true,
+        "steps_offset": 1, "trained_betas": null, "clip_sample": false
+    }"#;
+
+    fn msg(json: &str) -> String {
+        SchedulerConfig::from_json_str(json)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn parses_sd15_config_with_defaults() {
+        let c = SchedulerConfig::from_json_str(SD15).unwrap();
+        assert_eq!(c.beta_schedule, BetaSchedule::ScaledLinear);
+        assert_eq!(c.prediction_type, PredictionType::Epsilon);
+        assert_eq!(c.timestep_spacing, None);
+        assert_eq!(c.spacing_for(SchedulerKind::Ddim), TimestepSpacing::Leading);
+        assert_eq!(
+            c.spacing_for(SchedulerKind::Euler),
+            TimestepSpacing::Linspace
+        );
+        assert_eq!(
+            c.spacing_for(SchedulerKind::DpmPp2m),
+            TimestepSpacing::Linspace
+        );
+        assert_eq!(c.steps_offset, 1);
+        assert!(!c.set_alpha_to_one && !c.clip_sample);
+        assert_eq!(c.clip_sample_range, 1.0);
+        assert_eq!(c, SchedulerConfig::stable_diffusion());
+        // Round trip through Serialize.
+        let back = SchedulerConfig::from_json_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        // Empty object: all diffusers (DDIMScheduler) defaults.
+        assert_eq!(
+            SchedulerConfig::from_json_str("{}").unwrap(),
+            SchedulerConfig::default()
+        );
+    }
+
+    #[test]
+    fn bad_enum_values_name_key_and_allowed_values() {
+        let m = msg(r#"{"beta_schedule": "cosine"}"#);
+        assert!(
+            m.contains("beta_schedule") && m.contains("\"cosine\""),
+            "{m}"
+        );
+        assert!(
+            m.contains("scaled_linear") && m.contains("squaredcos_cap_v2"),
+            "{m}"
+        );
+        let m = msg(r#"{"prediction_type": "flow_prediction"}"#);
+        assert!(
+            m.contains("prediction_type") && m.contains("v_prediction"),
+            "{m}"
+        );
+        let m = msg(r#"{"timestep_spacing": "uniform"}"#);
+        assert!(
+            m.contains("timestep_spacing") && m.contains("trailing"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn bad_numbers_and_unsupported_options() {
+        assert!(msg(r#"{"num_train_timesteps": 1}"#).contains("num_train_timesteps"));
+        assert!(msg(r#"{"num_train_timesteps": -5}"#).contains("num_train_timesteps"));
+        assert!(msg(r#"{"beta_end": 1.5}"#).contains("beta"));
+        let m = msg(r#"{"beta_schedule": 3}"#);
+        assert!(m.contains("beta_schedule") && m.contains("string"), "{m}");
+        let m = msg(r#"{"clip_sample": "no"}"#);
+        assert!(m.contains("clip_sample") && m.contains("boolean"), "{m}");
+        assert!(
+            msg(r#"{"num_train_timesteps": 3, "trained_betas": [0.1]}"#).contains("trained_betas")
+        );
+        assert!(msg(r#"{"thresholding": true}"#).contains("thresholding"));
+        assert!(msg(r#"{"rescale_betas_zero_snr": true}"#).contains("rescale_betas_zero_snr"));
+        assert!(msg("[1, 2]").contains("object"));
+    }
+
+    #[test]
+    fn scheduler_kind_names() {
+        for k in SchedulerKind::ALL {
+            assert_eq!(k.name().parse::<SchedulerKind>().unwrap(), k);
+            assert_eq!(k.to_string(), k.name());
+        }
+        assert_eq!(
+            "Euler-A".parse::<SchedulerKind>().unwrap(),
+            SchedulerKind::EulerAncestral
+        );
+        let e = "pndm".parse::<SchedulerKind>().unwrap_err().to_string();
+        assert!(
+            e.contains("pndm") && e.contains("ddim, ddpm, euler, euler-a, dpmpp-2m"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn step_errors() {
+        let c = SchedulerConfig::stable_diffusion();
+        assert!(build(SchedulerKind::Ddim, &c, 0).is_err());
+        assert!(build(SchedulerKind::Euler, &c, 1001).is_err());
+        let x = Tensor::zeros((1, 4, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        for kind in SchedulerKind::ALL {
+            let mut s = build(kind, &c, 10).unwrap();
+            assert!(
+                s.step(&x, 10, &x, None).is_err(),
+                "{kind}: index out of range"
+            );
+            if s.needs_noise() {
+                let e = s.step(&x, 0, &x, None).unwrap_err().to_string();
+                assert!(e.contains("noise"), "{kind}: {e}");
+            } else {
+                s.step(&x, 0, &x, None).unwrap();
+            }
+        }
+        let mut d = crate::scheduler::Ddim::with_eta(&c, 10, 0.5).unwrap();
+        assert!(d.needs_noise() && d.step(&x, 0, &x, None).is_err());
+        assert!(crate::scheduler::Ddim::with_eta(&c, 10, -1.0).is_err());
     }
 }
