@@ -7,10 +7,7 @@ use candle_core::{Device, Tensor};
 use serde_json::Value;
 use vstar_diffusion::scheduler::{self, ddim::Ddim, Scheduler, SchedulerConfig, SchedulerKind};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/fixtures/schedulers/schedulers.json"
-);
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/schedulers/schedulers.json");
 const TOL: f64 = 1e-5;
 
 struct Ctx {
@@ -21,27 +18,15 @@ struct Ctx {
 
 impl Ctx {
     fn tensor(&self, v: &Value) -> Tensor {
-        let data: Vec<f32> = v
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let data: Vec<f32> = v.as_array().expect("array").iter().map(|x| x.as_f64().unwrap() as f32).collect();
         Tensor::from_vec(data, self.shape.as_slice(), &Device::Cpu).unwrap()
     }
 
     fn check(&mut self, group: &str, what: &str, got: &Tensor, want: &Value) {
         let want = self.tensor(want);
-        let diff = (got - &want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap() as f64;
+        let diff =
+            (got - &want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+                as f64;
         self.record(group, what, diff);
     }
 
@@ -51,18 +36,13 @@ impl Ctx {
             *w = diff;
         }
         if diff.is_nan() || diff > TOL {
-            self.failures
-                .push(format!("{what}: max abs error {diff:e}"));
+            self.failures.push(format!("{what}: max abs error {diff:e}"));
         }
     }
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
 /// Timesteps are float32 in diffusers (or integers): compare as f32 (serde_json's default
@@ -70,13 +50,7 @@ fn f64s(v: &Value) -> Vec<f64> {
 /// interpolation whose last bits depend on numpy's SIMD `log`; they get 1e-4 slack.
 fn same_timesteps(got: &[f64], want: &[f64], karras: bool) -> bool {
     got.len() == want.len()
-        && got.iter().zip(want).all(|(&a, &b)| {
-            if karras {
-                (a - b).abs() <= 1e-4
-            } else {
-                a as f32 == b as f32
-            }
-        })
+        && got.iter().zip(want).all(|(&a, &b)| if karras { (a - b).abs() <= 1e-4 } else { a as f32 == b as f32 })
 }
 
 fn config_for(base: &Value, spacing: &str, prediction: &str, karras: bool) -> SchedulerConfig {
@@ -102,24 +76,10 @@ fn run_steps(
     for (k, st) in steps.iter().enumerate() {
         let i = st["step_index"].as_u64().unwrap() as usize;
         let scaled = sched.scale_model_input(&sample, i).unwrap();
-        ctx.check(
-            group,
-            &format!("{label} step {i} scaled"),
-            &scaled,
-            &st["scaled"],
-        );
-        let noise = if st["noise"].is_null() {
-            None
-        } else {
-            Some(ctx.tensor(&st["noise"]))
-        };
+        ctx.check(group, &format!("{label} step {i} scaled"), &scaled, &st["scaled"]);
+        let noise = if st["noise"].is_null() { None } else { Some(ctx.tensor(&st["noise"])) };
         let prev = sched.step(&outputs[k], i, &sample, noise.as_ref()).unwrap();
-        ctx.check(
-            group,
-            &format!("{label} step {i} prev_sample"),
-            &prev,
-            &st["prev_sample"],
-        );
+        ctx.check(group, &format!("{label} step {i} prev_sample"), &prev, &st["prev_sample"]);
         sample = prev;
     }
 }
@@ -128,25 +88,11 @@ fn run_steps(
 fn schedulers_match_diffusers() {
     let text = std::fs::read_to_string(FIXTURE).expect("fixture; run tools/ref/schedulers.py");
     let doc: Value = serde_json::from_str(&text).unwrap();
-    let shape: Vec<usize> = doc["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect();
-    let mut ctx = Ctx {
-        shape,
-        worst: BTreeMap::new(),
-        failures: vec![],
-    };
+    let shape: Vec<usize> = doc["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    let mut ctx = Ctx { shape, worst: BTreeMap::new(), failures: vec![] };
     let n_steps = doc["num_inference_steps"].as_u64().unwrap() as usize;
     let sample = ctx.tensor(&doc["sample"]);
-    let outputs: Vec<Tensor> = doc["model_outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| ctx.tensor(v))
-        .collect();
+    let outputs: Vec<Tensor> = doc["model_outputs"].as_array().unwrap().iter().map(|v| ctx.tensor(v)).collect();
     let original = ctx.tensor(&doc["original"]);
     let clean_noise = ctx.tensor(&doc["clean_noise"]);
 
@@ -154,11 +100,7 @@ fn schedulers_match_diffusers() {
     let base_cfg = config_for(&doc["config"], "leading", "epsilon", false);
     let ac = scheduler::alphas_cumprod(&base_cfg).unwrap();
     let want_ac = f64s(&doc["alphas_cumprod"]);
-    let ac_err = ac
-        .iter()
-        .zip(&want_ac)
-        .map(|(&a, &b)| (a as f32 - b as f32).abs() as f64)
-        .fold(0.0, f64::max);
+    let ac_err = ac.iter().zip(&want_ac).map(|(&a, &b)| (a as f32 - b as f32).abs() as f64).fold(0.0, f64::max);
     ctx.record("alphas_cumprod", "alphas_cumprod", ac_err);
 
     for case in doc["cases"].as_array().unwrap() {
@@ -166,37 +108,22 @@ fn schedulers_match_diffusers() {
         let spacing = case["spacing"].as_str().unwrap();
         let prediction = case["prediction"].as_str().unwrap();
         let karras = case["karras"].as_bool().unwrap_or(false);
-        let label = format!(
-            "{kind}/{spacing}/{prediction}{}",
-            if karras { "/karras" } else { "" }
-        );
+        let label = format!("{kind}/{spacing}/{prediction}{}", if karras { "/karras" } else { "" });
         let group = kind.name().to_string();
         let cfg = config_for(&doc["config"], spacing, prediction, karras);
 
         let mut sched = scheduler::build(kind, &cfg, n_steps).unwrap();
         let ts = f64s(&case["timesteps"]);
         if !same_timesteps(sched.timesteps(), &ts, karras) {
-            ctx.failures.push(format!(
-                "{label}: timesteps {:?} != diffusers {:?}",
-                sched.timesteps(),
-                ts
-            ));
+            ctx.failures.push(format!("{label}: timesteps {:?} != diffusers {:?}", sched.timesteps(), ts));
         }
         let s50 = scheduler::build(kind, &cfg, 50).unwrap();
         let ts50 = f64s(&case["timesteps_50"]);
         if !same_timesteps(s50.timesteps(), &ts50, karras) {
-            ctx.failures.push(format!(
-                "{label}: 50-step timesteps {:?} != diffusers {:?}",
-                s50.timesteps(),
-                ts50
-            ));
+            ctx.failures.push(format!("{label}: 50-step timesteps {:?} != diffusers {:?}", s50.timesteps(), ts50));
         }
         let want_sigma = case["init_noise_sigma"].as_f64().unwrap();
-        ctx.record(
-            &group,
-            &format!("{label} init_noise_sigma"),
-            (sched.init_noise_sigma() - want_sigma).abs(),
-        );
+        ctx.record(&group, &format!("{label} init_noise_sigma"), (sched.init_noise_sigma() - want_sigma).abs());
         run_steps(
             &mut ctx,
             &group,
@@ -210,18 +137,10 @@ fn schedulers_match_diffusers() {
         for an in case["add_noise"].as_array().unwrap() {
             let i = an["step_index"].as_u64().unwrap() as usize;
             let t = an["timestep"].as_f64().unwrap();
-            assert!(
-                (sched.timesteps()[i] - t).abs() <= 1e-4,
-                "{label}: add_noise timestep"
-            );
+            assert!((sched.timesteps()[i] - t).abs() <= 1e-4, "{label}: add_noise timestep");
             let t = sched.timesteps()[i];
             let got = sched.add_noise(&original, &clean_noise, t).unwrap();
-            ctx.check(
-                &group,
-                &format!("{label} add_noise {i}"),
-                &got,
-                &an["result"],
-            );
+            ctx.check(&group, &format!("{label} add_noise {i}"), &got, &an["result"]);
         }
 
         if let Some(img) = case.get("img2img") {
@@ -229,12 +148,7 @@ fn schedulers_match_diffusers() {
             let begin = img["begin"].as_u64().unwrap() as usize;
             let t = s.timesteps()[begin];
             let noised = s.add_noise(&original, &clean_noise, t).unwrap();
-            ctx.check(
-                &group,
-                &format!("{label} img2img noised"),
-                &noised,
-                &img["noised"],
-            );
+            ctx.check(&group, &format!("{label} img2img noised"), &noised, &img["noised"]);
             run_steps(
                 &mut ctx,
                 &group,
@@ -269,10 +183,5 @@ fn schedulers_match_diffusers() {
     for (k, v) in &ctx.worst {
         println!("  {k:16} {v:.3e}");
     }
-    assert!(
-        ctx.failures.is_empty(),
-        "{} mismatches:\n{}",
-        ctx.failures.len(),
-        ctx.failures.join("\n")
-    );
+    assert!(ctx.failures.is_empty(), "{} mismatches:\n{}", ctx.failures.len(), ctx.failures.join("\n"));
 }

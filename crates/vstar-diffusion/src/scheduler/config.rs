@@ -7,10 +7,7 @@ use std::str::FromStr;
 use super::SchedulerKind;
 
 fn bad_value(key: &str, value: &str, allowed: &[&str]) -> String {
-    format!(
-        "scheduler config: invalid value {value:?} for key `{key}`; allowed values: {}",
-        allowed.join(", ")
-    )
+    format!("scheduler config: invalid value {value:?} for key `{key}`; allowed values: {}", allowed.join(", "))
 }
 
 macro_rules! string_enum {
@@ -148,12 +145,10 @@ impl SchedulerConfig {
     /// Read a `scheduler_config.json` file.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> candle_core::Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            candle_core::Error::Msg(format!("reading scheduler config {}: {e}", path.display()))
-        })?;
-        Self::from_json_str(&text).map_err(|e| {
-            candle_core::Error::Msg(format!("scheduler config {}: {e}", path.display()))
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| candle_core::Error::Msg(format!("reading scheduler config {}: {e}", path.display())))?;
+        Self::from_json_str(&text)
+            .map_err(|e| candle_core::Error::Msg(format!("scheduler config {}: {e}", path.display())))
     }
 
     /// The timestep spacing a given scheduler uses with this config (diffusers' per-scheduler
@@ -204,23 +199,18 @@ impl TryFrom<serde_json::Value> for SchedulerConfig {
             }
         }
         let c = SchedulerConfig {
-            num_train_timesteps: get(&m, "num_train_timesteps", "a positive integer")?
-                .unwrap_or(d.num_train_timesteps),
+            num_train_timesteps: get(&m, "num_train_timesteps", "a positive integer")?.unwrap_or(d.num_train_timesteps),
             beta_start: get(&m, "beta_start", "a number")?.unwrap_or(d.beta_start),
             beta_end: get(&m, "beta_end", "a number")?.unwrap_or(d.beta_end),
             beta_schedule: get_enum(&m, "beta_schedule")?.unwrap_or(d.beta_schedule),
             trained_betas: get(&m, "trained_betas", "a list of numbers or null")?,
             prediction_type: get_enum(&m, "prediction_type")?.unwrap_or(d.prediction_type),
             timestep_spacing: get_enum(&m, "timestep_spacing")?,
-            steps_offset: get(&m, "steps_offset", "a non-negative integer")?
-                .unwrap_or(d.steps_offset),
-            set_alpha_to_one: get(&m, "set_alpha_to_one", "a boolean")?
-                .unwrap_or(d.set_alpha_to_one),
+            steps_offset: get(&m, "steps_offset", "a non-negative integer")?.unwrap_or(d.steps_offset),
+            set_alpha_to_one: get(&m, "set_alpha_to_one", "a boolean")?.unwrap_or(d.set_alpha_to_one),
             clip_sample: get(&m, "clip_sample", "a boolean")?.unwrap_or(d.clip_sample),
-            clip_sample_range: get(&m, "clip_sample_range", "a number")?
-                .unwrap_or(d.clip_sample_range),
-            use_karras_sigmas: get(&m, "use_karras_sigmas", "a boolean")?
-                .unwrap_or(d.use_karras_sigmas),
+            clip_sample_range: get(&m, "clip_sample_range", "a number")?.unwrap_or(d.clip_sample_range),
+            use_karras_sigmas: get(&m, "use_karras_sigmas", "a boolean")?.unwrap_or(d.use_karras_sigmas),
         };
         c.validate()?;
         Ok(c)
@@ -269,9 +259,7 @@ mod tests {
     }"#;
 
     fn msg(json: &str) -> String {
-        SchedulerConfig::from_json_str(json)
-            .unwrap_err()
-            .to_string()
+        SchedulerConfig::from_json_str(json).unwrap_err().to_string()
     }
 
     #[test]
@@ -281,14 +269,8 @@ mod tests {
         assert_eq!(c.prediction_type, PredictionType::Epsilon);
         assert_eq!(c.timestep_spacing, None);
         assert_eq!(c.spacing_for(SchedulerKind::Ddim), TimestepSpacing::Leading);
-        assert_eq!(
-            c.spacing_for(SchedulerKind::Euler),
-            TimestepSpacing::Linspace
-        );
-        assert_eq!(
-            c.spacing_for(SchedulerKind::DpmPp2m),
-            TimestepSpacing::Linspace
-        );
+        assert_eq!(c.spacing_for(SchedulerKind::Euler), TimestepSpacing::Linspace);
+        assert_eq!(c.spacing_for(SchedulerKind::DpmPp2m), TimestepSpacing::Linspace);
         assert_eq!(c.steps_offset, 1);
         assert!(!c.set_alpha_to_one && !c.clip_sample);
         assert_eq!(c.clip_sample_range, 1.0);
@@ -297,33 +279,18 @@ mod tests {
         let back = SchedulerConfig::from_json_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
         // Empty object: all diffusers (DDIMScheduler) defaults.
-        assert_eq!(
-            SchedulerConfig::from_json_str("{}").unwrap(),
-            SchedulerConfig::default()
-        );
+        assert_eq!(SchedulerConfig::from_json_str("{}").unwrap(), SchedulerConfig::default());
     }
 
     #[test]
     fn bad_enum_values_name_key_and_allowed_values() {
         let m = msg(r#"{"beta_schedule": "cosine"}"#);
-        assert!(
-            m.contains("beta_schedule") && m.contains("\"cosine\""),
-            "{m}"
-        );
-        assert!(
-            m.contains("scaled_linear") && m.contains("squaredcos_cap_v2"),
-            "{m}"
-        );
+        assert!(m.contains("beta_schedule") && m.contains("\"cosine\""), "{m}");
+        assert!(m.contains("scaled_linear") && m.contains("squaredcos_cap_v2"), "{m}");
         let m = msg(r#"{"prediction_type": "flow_prediction"}"#);
-        assert!(
-            m.contains("prediction_type") && m.contains("v_prediction"),
-            "{m}"
-        );
+        assert!(m.contains("prediction_type") && m.contains("v_prediction"), "{m}");
         let m = msg(r#"{"timestep_spacing": "uniform"}"#);
-        assert!(
-            m.contains("timestep_spacing") && m.contains("trailing"),
-            "{m}"
-        );
+        assert!(m.contains("timestep_spacing") && m.contains("trailing"), "{m}");
     }
 
     #[test]
@@ -335,9 +302,7 @@ mod tests {
         assert!(m.contains("beta_schedule") && m.contains("string"), "{m}");
         let m = msg(r#"{"clip_sample": "no"}"#);
         assert!(m.contains("clip_sample") && m.contains("boolean"), "{m}");
-        assert!(
-            msg(r#"{"num_train_timesteps": 3, "trained_betas": [0.1]}"#).contains("trained_betas")
-        );
+        assert!(msg(r#"{"num_train_timesteps": 3, "trained_betas": [0.1]}"#).contains("trained_betas"));
         assert!(msg(r#"{"thresholding": true}"#).contains("thresholding"));
         assert!(msg(r#"{"rescale_betas_zero_snr": true}"#).contains("rescale_betas_zero_snr"));
         assert!(msg("[1, 2]").contains("object"));
@@ -349,15 +314,9 @@ mod tests {
             assert_eq!(k.name().parse::<SchedulerKind>().unwrap(), k);
             assert_eq!(k.to_string(), k.name());
         }
-        assert_eq!(
-            "Euler-A".parse::<SchedulerKind>().unwrap(),
-            SchedulerKind::EulerAncestral
-        );
+        assert_eq!("Euler-A".parse::<SchedulerKind>().unwrap(), SchedulerKind::EulerAncestral);
         let e = "pndm".parse::<SchedulerKind>().unwrap_err().to_string();
-        assert!(
-            e.contains("pndm") && e.contains("ddim, ddpm, euler, euler-a, dpmpp-2m"),
-            "{e}"
-        );
+        assert!(e.contains("pndm") && e.contains("ddim, ddpm, euler, euler-a, dpmpp-2m"), "{e}");
     }
 
     #[test]
@@ -368,10 +327,7 @@ mod tests {
         let x = Tensor::zeros((1, 4, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
         for kind in SchedulerKind::ALL {
             let mut s = build(kind, &c, 10).unwrap();
-            assert!(
-                s.step(&x, 10, &x, None).is_err(),
-                "{kind}: index out of range"
-            );
+            assert!(s.step(&x, 10, &x, None).is_err(), "{kind}: index out of range");
             if s.needs_noise() {
                 let e = s.step(&x, 0, &x, None).unwrap_err().to_string();
                 assert!(e.contains("noise"), "{kind}: {e}");

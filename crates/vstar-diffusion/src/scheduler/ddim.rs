@@ -8,8 +8,8 @@
 use candle_core::{Result, Tensor};
 
 use super::{
-    alphas_cumprod as make_alphas_cumprod, check_index, check_noise, discrete_timesteps, err, lin2,
-    to_f32, PredictionType, Scheduler, SchedulerConfig, SchedulerKind,
+    alphas_cumprod as make_alphas_cumprod, check_index, check_noise, discrete_timesteps, err, lin2, to_f32,
+    PredictionType, Scheduler, SchedulerConfig, SchedulerKind,
 };
 
 /// `abar` used when the previous timestep is below 0: 1 if `set_alpha_to_one`, else `abar_0`.
@@ -157,11 +157,7 @@ impl Ddim {
     }
 
     /// Same as [`Ddim::new`] with DDIM's `eta` (0 = deterministic DDIM, 1 = DDPM-like).
-    pub fn with_eta(
-        config: &SchedulerConfig,
-        num_inference_steps: usize,
-        eta: f64,
-    ) -> Result<Self> {
+    pub fn with_eta(config: &SchedulerConfig, num_inference_steps: usize, eta: f64) -> Result<Self> {
         let mut s = Self::new(config, num_inference_steps)?;
         s.set_eta(eta)?;
         Ok(s)
@@ -204,19 +200,10 @@ impl Ddim {
     }
 
     /// `(x0, eps)` predicted at `step_index` (x0 clipped if the config says `clip_sample`).
-    pub fn predict(
-        &self,
-        model_output: &Tensor,
-        step_index: usize,
-        sample: &Tensor,
-    ) -> Result<(Tensor, Tensor)> {
+    pub fn predict(&self, model_output: &Tensor, step_index: usize, sample: &Tensor) -> Result<(Tensor, Tensor)> {
         let c = self.coeffs(step_index)?;
-        let (x0, eps) = pred_x0_eps(
-            &to_f32(model_output)?,
-            &to_f32(sample)?,
-            c.alpha_prod_t,
-            self.config.prediction_type,
-        )?;
+        let (x0, eps) =
+            pred_x0_eps(&to_f32(model_output)?, &to_f32(sample)?, c.alpha_prod_t, self.config.prediction_type)?;
         let x0 = if self.config.clip_sample {
             let r = self.config.clip_sample_range;
             x0.clamp(-r, r)?
@@ -246,12 +233,6 @@ impl Scheduler for Ddim {
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-    fn scale_model_input(&self, sample: &Tensor, _step_index: usize) -> Result<Tensor> {
-        Ok(sample.clone())
-    }
     fn step(
         &mut self,
         model_output: &Tensor,
@@ -277,26 +258,12 @@ impl Scheduler for Ddim {
 
 /// `sqrt(abar_t) x0 + sqrt(1 - abar_t) noise` at an integer train timestep (fractional
 /// timesteps are rounded).
-pub fn add_noise_vp(
-    alphas_cumprod: &[f64],
-    original: &Tensor,
-    noise: &Tensor,
-    timestep: f64,
-) -> Result<Tensor> {
+pub fn add_noise_vp(alphas_cumprod: &[f64], original: &Tensor, noise: &Tensor, timestep: f64) -> Result<Tensor> {
     let t = timestep.round();
     if !(t >= 0.0 && (t as usize) < alphas_cumprod.len()) {
-        return Err(err(format!(
-            "add_noise: timestep {timestep} outside 0..{}",
-            alphas_cumprod.len()
-        )));
+        return Err(err(format!("add_noise: timestep {timestep} outside 0..{}", alphas_cumprod.len())));
     }
     let a = alphas_cumprod[t as usize];
     let dtype = original.dtype();
-    lin2(
-        &to_f32(original)?,
-        a.sqrt(),
-        &to_f32(noise)?,
-        (1.0 - a).sqrt(),
-    )?
-    .to_dtype(dtype)
+    lin2(&to_f32(original)?, a.sqrt(), &to_f32(noise)?, (1.0 - a).sqrt())?.to_dtype(dtype)
 }

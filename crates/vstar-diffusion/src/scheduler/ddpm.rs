@@ -4,8 +4,8 @@ use candle_core::{Result, Tensor};
 
 use super::ddim::{add_noise_vp, pred_x0};
 use super::{
-    alphas_cumprod as make_alphas_cumprod, check_index, check_noise, discrete_timesteps, lin2,
-    to_f32, Scheduler, SchedulerConfig, SchedulerKind,
+    alphas_cumprod as make_alphas_cumprod, check_index, check_noise, discrete_timesteps, lin2, to_f32, Scheduler,
+    SchedulerConfig, SchedulerKind,
 };
 
 /// diffusers' `DDPMScheduler` (fixed_small variance). The step from `timesteps[i]` goes to
@@ -22,11 +22,7 @@ impl Ddpm {
         let alphas_cumprod = make_alphas_cumprod(config)?;
         let spacing = config.spacing_for(SchedulerKind::Ddpm);
         let timesteps = discrete_timesteps(config, spacing, num_inference_steps)?;
-        Ok(Self {
-            config: config.clone(),
-            alphas_cumprod,
-            timesteps,
-        })
+        Ok(Self { config: config.clone(), alphas_cumprod, timesteps })
     }
 
     /// `(abar_t, abar_prev)` of the step at `step_index`.
@@ -45,12 +41,6 @@ impl Scheduler for Ddpm {
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-    fn scale_model_input(&self, sample: &Tensor, _step_index: usize) -> Result<Tensor> {
-        Ok(sample.clone())
-    }
     fn step(
         &mut self,
         model_output: &Tensor,
@@ -65,12 +55,7 @@ impl Scheduler for Ddpm {
         let (b_t, b_prev) = (1.0 - a_t, 1.0 - a_prev);
         let cur_alpha = a_t / a_prev;
         let cur_beta = 1.0 - cur_alpha;
-        let x0 = pred_x0(
-            &to_f32(model_output)?,
-            &sample,
-            a_t,
-            self.config.prediction_type,
-        )?;
+        let x0 = pred_x0(&to_f32(model_output)?, &sample, a_t, self.config.prediction_type)?;
         let x0 = if self.config.clip_sample {
             let r = self.config.clip_sample_range;
             x0.clamp(-r, r)?

@@ -6,9 +6,9 @@
 use candle_core::{Result, Tensor};
 
 use super::{
-    alphas_cumprod as make_alphas_cumprod, check_index, err, index_for_timestep, interp,
-    karras_sigmas, lin2, linspace, log_sigmas_f32, sigma_to_t, to_f32, train_sigmas,
-    PredictionType, Scheduler, SchedulerConfig, SchedulerKind, TimestepSpacing,
+    alphas_cumprod as make_alphas_cumprod, check_index, err, index_for_timestep, interp, karras_sigmas, lin2, linspace,
+    log_sigmas_f32, sigma_to_t, to_f32, train_sigmas, PredictionType, Scheduler, SchedulerConfig, SchedulerKind,
+    TimestepSpacing,
 };
 
 fn f32r(x: f64) -> f64 {
@@ -46,9 +46,7 @@ impl DpmPp2m {
         let n = num_inference_steps;
         let t_train = config.num_train_timesteps;
         if n == 0 || n > t_train {
-            return Err(err(format!(
-                "num_inference_steps must be in 1..={t_train} (num_train_timesteps), got {n}"
-            )));
+            return Err(err(format!("num_inference_steps must be in 1..={t_train} (num_train_timesteps), got {n}")));
         }
         let alphas_cumprod = make_alphas_cumprod(config)?;
         let train = train_sigmas(&alphas_cumprod);
@@ -57,25 +55,16 @@ impl DpmPp2m {
         let mut timesteps: Vec<f64> = match config.spacing_for(SchedulerKind::DpmPp2m) {
             TimestepSpacing::Linspace => {
                 let v = linspace(0.0, (last - 1) as f64, n + 1);
-                v.into_iter()
-                    .rev()
-                    .take(n)
-                    .map(|x| x.round_ties_even())
-                    .collect()
+                v.into_iter().rev().take(n).map(|x| x.round_ties_even()).collect()
             }
             TimestepSpacing::Leading => {
                 let ratio = last / (n + 1);
-                (1..=n)
-                    .rev()
-                    .map(|i| (i * ratio + config.steps_offset) as f64)
-                    .collect()
+                (1..=n).rev().map(|i| (i * ratio + config.steps_offset) as f64).collect()
             }
             TimestepSpacing::Trailing => {
                 let ratio = t_train as f64 / n as f64;
                 let len = (last as f64 / ratio).ceil() as usize;
-                (0..len)
-                    .map(|i| (last as f64 - i as f64 * ratio).round_ties_even() - 1.0)
-                    .collect()
+                (0..len).map(|i| (last as f64 - i as f64 * ratio).round_ties_even() - 1.0).collect()
             }
         };
         let mut sigmas: Vec<f64>;
@@ -100,14 +89,7 @@ impl DpmPp2m {
         }
         sigmas.push(0.0);
         let sigmas = sigmas.into_iter().map(f32r).collect();
-        Ok(Self {
-            config: config.clone(),
-            alphas_cumprod,
-            train_sigmas: train,
-            timesteps,
-            sigmas,
-            last: None,
-        })
+        Ok(Self { config: config.clone(), alphas_cumprod, train_sigmas: train, timesteps, sigmas, last: None })
     }
 
     /// Sigmas, one per timestep plus the final 0.
@@ -120,12 +102,7 @@ impl DpmPp2m {
         self.last = None;
     }
 
-    fn convert_model_output(
-        &self,
-        model_output: &Tensor,
-        sample: &Tensor,
-        sigma: f64,
-    ) -> Result<Tensor> {
+    fn convert_model_output(&self, model_output: &Tensor, sample: &Tensor, sigma: f64) -> Result<Tensor> {
         let (alpha, sig) = alpha_sigma(sigma);
         match self.config.prediction_type {
             PredictionType::Epsilon => lin2(sample, 1.0 / alpha, model_output, -sig / alpha),
@@ -168,11 +145,7 @@ impl Scheduler for DpmPp2m {
             _ => None,
         };
         let first_order = step_index == n - 1 || prev_m.is_none();
-        let ratio = if sigma_t == 0.0 {
-            0.0
-        } else {
-            sigma_t / sigma_s0
-        };
+        let ratio = if sigma_t == 0.0 { 0.0 } else { sigma_t / sigma_s0 };
         let prev = if first_order {
             lin2(&sample, ratio, &m0, -alpha_t * em1)?
         } else {

@@ -5,9 +5,9 @@
 use candle_core::{Result, Tensor};
 
 use super::{
-    alphas_cumprod as make_alphas_cumprod, check_index, check_noise, err, euler_timesteps,
-    index_for_timestep, interp, karras_sigmas, lin2, log_sigmas_f32, sigma_to_t, to_f32,
-    train_sigmas, PredictionType, Scheduler, SchedulerConfig, SchedulerKind, TimestepSpacing,
+    alphas_cumprod as make_alphas_cumprod, check_index, check_noise, err, euler_timesteps, index_for_timestep, interp,
+    karras_sigmas, lin2, log_sigmas_f32, sigma_to_t, to_f32, train_sigmas, PredictionType, Scheduler, SchedulerConfig,
+    SchedulerKind, TimestepSpacing,
 };
 
 fn f32r(x: f64) -> f64 {
@@ -37,10 +37,7 @@ impl SigmaSchedule {
             let (lo, hi) = (sigmas[sigmas.len() - 1], sigmas[0]);
             sigmas = karras_sigmas(lo, hi, n);
             let log_sigmas = log_sigmas_f32(&train);
-            timesteps = sigmas
-                .iter()
-                .map(|&s| f32r(sigma_to_t(s, &log_sigmas)))
-                .collect();
+            timesteps = sigmas.iter().map(|&s| f32r(sigma_to_t(s, &log_sigmas))).collect();
         }
         let mut sigmas: Vec<f64> = sigmas.into_iter().map(f32r).collect();
         sigmas.push(0.0);
@@ -49,14 +46,7 @@ impl SigmaSchedule {
             TimestepSpacing::Linspace | TimestepSpacing::Trailing => max as f64,
             TimestepSpacing::Leading => (max * max + 1.0).sqrt() as f64,
         };
-        Ok(Self {
-            config: config.clone(),
-            alphas_cumprod,
-            train_sigmas: train,
-            timesteps,
-            sigmas,
-            init_noise_sigma,
-        })
+        Ok(Self { config: config.clone(), alphas_cumprod, train_sigmas: train, timesteps, sigmas, init_noise_sigma })
     }
 
     fn scale_model_input(&self, sample: &Tensor, step_index: usize) -> Result<Tensor> {
@@ -100,14 +90,7 @@ pub struct Euler {
 
 impl Euler {
     pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self> {
-        Ok(Self {
-            s: SigmaSchedule::new(
-                config,
-                num_inference_steps,
-                SchedulerKind::Euler,
-                config.use_karras_sigmas,
-            )?,
-        })
+        Ok(Self { s: SigmaSchedule::new(config, num_inference_steps, SchedulerKind::Euler, config.use_karras_sigmas)? })
     }
 
     /// Sigmas, one per timestep plus the final 0.
@@ -165,14 +148,7 @@ pub struct EulerAncestral {
 
 impl EulerAncestral {
     pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self> {
-        Ok(Self {
-            s: SigmaSchedule::new(
-                config,
-                num_inference_steps,
-                SchedulerKind::EulerAncestral,
-                false,
-            )?,
-        })
+        Ok(Self { s: SigmaSchedule::new(config, num_inference_steps, SchedulerKind::EulerAncestral, false)? })
     }
 
     /// Sigmas, one per timestep plus the final 0.

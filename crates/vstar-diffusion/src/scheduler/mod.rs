@@ -26,8 +26,14 @@ pub use euler::{Euler, EulerAncestral};
 pub trait Scheduler: Send {
     /// Timesteps for the UNet, largest first (f64: linspace spacing gives fractional ones for Euler).
     fn timesteps(&self) -> &[f64];
-    fn init_noise_sigma(&self) -> f64;
-    fn scale_model_input(&self, sample: &Tensor, step_index: usize) -> Result<Tensor>;
+    /// Scale of the initial noise (1 for the DDPM family; sigma_max for Euler-type ones).
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+    /// The UNet input at a step (identity for the DDPM family; Euler-type ones divide by sigma).
+    fn scale_model_input(&self, sample: &Tensor, _step_index: usize) -> Result<Tensor> {
+        Ok(sample.clone())
+    }
     /// One step. Stochastic schedulers take fresh noise (same shape as sample) from the caller.
     fn step(
         &mut self,
@@ -84,32 +90,20 @@ impl FromStr for SchedulerKind {
     type Err = candle_core::Error;
     fn from_str(s: &str) -> Result<Self> {
         let lower = s.trim().to_ascii_lowercase();
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == lower)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
-                candle_core::Error::Msg(format!(
-                    "unknown scheduler {s:?}; valid names: {}",
-                    names.join(", ")
-                ))
-            })
+        Self::ALL.into_iter().find(|k| k.name() == lower).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+            candle_core::Error::Msg(format!("unknown scheduler {s:?}; valid names: {}", names.join(", ")))
+        })
     }
 }
 
 /// Make a scheduler with its timesteps set for `num_inference_steps`.
-pub fn build(
-    kind: SchedulerKind,
-    config: &SchedulerConfig,
-    num_inference_steps: usize,
-) -> Result<Box<dyn Scheduler>> {
+pub fn build(kind: SchedulerKind, config: &SchedulerConfig, num_inference_steps: usize) -> Result<Box<dyn Scheduler>> {
     Ok(match kind {
         SchedulerKind::Ddim => Box::new(Ddim::new(config, num_inference_steps)?),
         SchedulerKind::Ddpm => Box::new(Ddpm::new(config, num_inference_steps)?),
         SchedulerKind::Euler => Box::new(Euler::new(config, num_inference_steps)?),
-        SchedulerKind::EulerAncestral => {
-            Box::new(EulerAncestral::new(config, num_inference_steps)?)
-        }
+        SchedulerKind::EulerAncestral => Box::new(EulerAncestral::new(config, num_inference_steps)?),
         SchedulerKind::DpmPp2m => Box::new(DpmPp2m::new(config, num_inference_steps)?),
     })
 }
@@ -138,28 +132,15 @@ pub fn betas(config: &SchedulerConfig) -> Result<Vec<f64>> {
         let (s, e) = (f32r(start), f32r(end));
         let step = ((e as f32 - s as f32) / (n - 1) as f32) as f64;
         let half = n / 2;
-        (0..n)
-            .map(|i| {
-                if i < half {
-                    f32r(s + step * i as f64)
-                } else {
-                    f32r(e - step * (n - i - 1) as f64)
-                }
-            })
-            .collect()
+        (0..n).map(|i| if i < half { f32r(s + step * i as f64) } else { f32r(e - step * (n - i - 1) as f64) }).collect()
     };
     Ok(match config.beta_schedule {
         BetaSchedule::Linear => linspace(config.beta_start, config.beta_end),
-        BetaSchedule::ScaledLinear => linspace(config.beta_start.sqrt(), config.beta_end.sqrt())
-            .into_iter()
-            .map(|b| f32r(b * b))
-            .collect(),
+        BetaSchedule::ScaledLinear => {
+            linspace(config.beta_start.sqrt(), config.beta_end.sqrt()).into_iter().map(|b| f32r(b * b)).collect()
+        }
         BetaSchedule::SquaredcosCapV2 => {
-            let abar = |t: f64| {
-                ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0)
-                    .cos()
-                    .powi(2)
-            };
+            let abar = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
             (0..n)
                 .map(|i| {
                     let t1 = i as f64 / n as f64;
@@ -226,54 +207,32 @@ pub(crate) fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
 }
 
 /// Integer timesteps of DDIM/DDPM `set_timesteps`, largest first.
-pub(crate) fn discrete_timesteps(
-    config: &SchedulerConfig,
-    spacing: TimestepSpacing,
-    n: usize,
-) -> Result<Vec<f64>> {
+pub(crate) fn discrete_timesteps(config: &SchedulerConfig, spacing: TimestepSpacing, n: usize) -> Result<Vec<f64>> {
     let t = config.num_train_timesteps;
     check_steps(n, t)?;
     Ok(match spacing {
-        TimestepSpacing::Linspace => linspace(0.0, (t - 1) as f64, n)
-            .into_iter()
-            .rev()
-            .map(|x| x.round_ties_even())
-            .collect(),
+        TimestepSpacing::Linspace => {
+            linspace(0.0, (t - 1) as f64, n).into_iter().rev().map(|x| x.round_ties_even()).collect()
+        }
         TimestepSpacing::Leading => {
             let ratio = t / n;
-            (0..n)
-                .rev()
-                .map(|i| (i * ratio + config.steps_offset) as f64)
-                .collect()
+            (0..n).rev().map(|i| (i * ratio + config.steps_offset) as f64).collect()
         }
-        TimestepSpacing::Trailing => arange_f(t as f64, 0.0, -(t as f64 / n as f64))
-            .into_iter()
-            .map(|x| x.round_ties_even() - 1.0)
-            .collect(),
+        TimestepSpacing::Trailing => {
+            arange_f(t as f64, 0.0, -(t as f64 / n as f64)).into_iter().map(|x| x.round_ties_even() - 1.0).collect()
+        }
     })
 }
 
 /// Float32 timesteps of the Euler schedulers' `set_timesteps`, largest first.
-pub(crate) fn euler_timesteps(
-    config: &SchedulerConfig,
-    spacing: TimestepSpacing,
-    n: usize,
-) -> Result<Vec<f64>> {
+pub(crate) fn euler_timesteps(config: &SchedulerConfig, spacing: TimestepSpacing, n: usize) -> Result<Vec<f64>> {
     let t = config.num_train_timesteps;
     check_steps(n, t)?;
     Ok(match spacing {
-        TimestepSpacing::Linspace => linspace(0.0, (t - 1) as f64, n)
-            .into_iter()
-            .rev()
-            .map(f32r)
-            .collect(),
+        TimestepSpacing::Linspace => linspace(0.0, (t - 1) as f64, n).into_iter().rev().map(f32r).collect(),
         TimestepSpacing::Leading => {
             let ratio = t / n;
-            (0..n)
-                .rev()
-                .map(|i| f32r((i * ratio) as f64) + config.steps_offset as f64)
-                .map(f32r)
-                .collect()
+            (0..n).rev().map(|i| f32r((i * ratio) as f64) + config.steps_offset as f64).map(f32r).collect()
         }
         TimestepSpacing::Trailing => arange_f(t as f64, 0.0, -(t as f64 / n as f64))
             .into_iter()
@@ -285,9 +244,7 @@ pub(crate) fn euler_timesteps(
 
 fn check_steps(n: usize, t: usize) -> Result<()> {
     if n == 0 || n > t {
-        return Err(err(format!(
-            "num_inference_steps must be in 1..={t} (num_train_timesteps), got {n}"
-        )));
+        return Err(err(format!("num_inference_steps must be in 1..={t} (num_train_timesteps), got {n}")));
     }
     Ok(())
 }
@@ -311,31 +268,20 @@ pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f64]) -> f64 {
 }
 
 pub(crate) fn log_sigmas_f32(train_sigmas: &[f64]) -> Vec<f64> {
-    train_sigmas
-        .iter()
-        .map(|&s| (s as f32).ln() as f64)
-        .collect()
+    train_sigmas.iter().map(|&s| (s as f32).ln() as f64).collect()
 }
 
 /// Karras et al. (2022) sigmas, rho = 7, from `sigma_max` down to `sigma_min`.
 pub(crate) fn karras_sigmas(sigma_min: f64, sigma_max: f64, n: usize) -> Vec<f64> {
     let rho = 7.0;
     let (min_inv, max_inv) = (sigma_min.powf(1.0 / rho), sigma_max.powf(1.0 / rho));
-    linspace(0.0, 1.0, n)
-        .into_iter()
-        .map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho))
-        .collect()
+    linspace(0.0, 1.0, n).into_iter().map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho)).collect()
 }
 
 /// Find `t` in a schedule the way diffusers' `index_for_timestep` does (the second match when
 /// a timestep appears twice).
 pub(crate) fn index_for_timestep(timesteps: &[f64], t: f64) -> Option<usize> {
-    let hits: Vec<usize> = timesteps
-        .iter()
-        .enumerate()
-        .filter(|(_, &x)| x == t)
-        .map(|(i, _)| i)
-        .collect();
+    let hits: Vec<usize> = timesteps.iter().enumerate().filter(|(_, &x)| x == t).map(|(i, _)| i).collect();
     match hits.len() {
         0 => None,
         1 => Some(hits[0]),
@@ -345,9 +291,7 @@ pub(crate) fn index_for_timestep(timesteps: &[f64], t: f64) -> Option<usize> {
 
 pub(crate) fn check_index(step_index: usize, len: usize) -> Result<()> {
     if step_index >= len {
-        return Err(err(format!(
-            "step index {step_index} out of range: the schedule has {len} steps"
-        )));
+        return Err(err(format!("step index {step_index} out of range: the schedule has {len} steps")));
     }
     Ok(())
 }
@@ -362,22 +306,12 @@ pub(crate) fn to_f32(x: &Tensor) -> Result<Tensor> {
     x.to_dtype(DType::F32)
 }
 
-pub(crate) fn check_noise<'a>(
-    noise: Option<&'a Tensor>,
-    sample: &Tensor,
-    who: &str,
-) -> Result<&'a Tensor> {
+pub(crate) fn check_noise<'a>(noise: Option<&'a Tensor>, sample: &Tensor, who: &str) -> Result<&'a Tensor> {
     let n = noise.ok_or_else(|| {
-        err(format!(
-            "{who}: this step is stochastic and needs fresh noise (same shape as the sample)"
-        ))
+        err(format!("{who}: this step is stochastic and needs fresh noise (same shape as the sample)"))
     })?;
     if n.dims() != sample.dims() {
-        return Err(err(format!(
-            "{who}: noise shape {:?} differs from sample shape {:?}",
-            n.dims(),
-            sample.dims()
-        )));
+        return Err(err(format!("{who}: noise shape {:?} differs from sample shape {:?}", n.dims(), sample.dims())));
     }
     Ok(n)
 }
