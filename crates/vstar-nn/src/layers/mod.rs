@@ -1,6 +1,7 @@
 //! Building blocks shared by every model: adapted linears, attention with hooks, norms.
 
 pub mod attention;
+pub mod conv;
 pub mod hooks;
 pub mod linear;
 pub mod ops;

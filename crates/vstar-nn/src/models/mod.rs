@@ -10,11 +10,11 @@ pub use clip_text::ClipTextModel;
 pub use unet::{AddedCond, UNet};
 pub use vae::{DiagonalGaussian, Vae};
 
+use crate::layers::conv::Conv2d;
 use candle_core::Result;
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 
-/// A conv2d with diffusers' default initialisation hints.
+/// A conv2d with diffusers' parameter names and default initialisation hints.
 pub fn conv2d(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig { padding, stride, ..Default::default() };
-    candle_nn::conv2d(cin, cout, k, cfg, vb)
+    Conv2d::new(cin, cout, k, stride, padding, vb)
 }

@@ -1,8 +1,9 @@
 //! ResnetBlock2D, Downsample2D and Upsample2D (diffusers names), shared by UNet and VAE.
 
 use super::conv2d;
+use crate::layers::conv::Conv2d;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::{GroupNorm, VarBuilder};
 
 #[derive(Debug, Clone)]
 pub struct ResnetBlock {

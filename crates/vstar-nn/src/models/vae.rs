@@ -4,8 +4,9 @@
 use super::conv2d;
 use super::resnet::{Downsample, ResnetBlock, Upsample};
 use crate::config::VaeConfig;
+use crate::layers::conv::Conv2d;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
 
 const EPS: f64 = 1e-6;
 

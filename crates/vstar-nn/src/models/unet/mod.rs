@@ -9,9 +9,10 @@ use super::conv2d;
 use super::resnet::{Downsample, ResnetBlock, Upsample};
 use crate::config::{BlockSpec, UNetConfig};
 use crate::layers::attention::Ctx;
+use crate::layers::conv::Conv2d;
 use crate::layers::Slots;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::{GroupNorm, VarBuilder};
 use embeddings::TimestepEmbedding;
 use transformer::{Transformer2D, TransformerSpec};
 

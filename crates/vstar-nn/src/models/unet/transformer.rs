@@ -2,10 +2,11 @@
 //! text embeddings, GEGLU feed-forward; projection in/out by 1x1 conv or linear.
 
 use crate::layers::attention::Ctx;
+use crate::layers::conv::Conv2d;
 use crate::layers::ops::LayerNorm;
 use crate::layers::{AdaptedLinear, Attention, Slots};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::{GroupNorm, VarBuilder};
 
 #[derive(Debug, Clone)]
 struct FeedForward {
