@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod group_norm;
 pub mod hooks;
 pub mod linear;
 pub mod ops;

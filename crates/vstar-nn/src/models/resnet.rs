@@ -2,8 +2,9 @@
 
 use super::conv2d;
 use crate::layers::conv::Conv2d;
+use crate::layers::group_norm::GroupNorm;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 #[derive(Debug, Clone)]
 pub struct ResnetBlock {
@@ -26,10 +27,10 @@ impl ResnetBlock {
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(Self {
-            norm1: candle_nn::group_norm(groups, cin, eps, vb.pp("norm1"))?,
+            norm1: GroupNorm::new(groups, cin, eps, vb.pp("norm1"))?,
             conv1: conv2d(cin, cout, 3, 1, 1, vb.pp("conv1"))?,
             time_emb_proj: temb_dim.map(|d| candle_nn::linear(d, cout, vb.pp("time_emb_proj"))).transpose()?,
-            norm2: candle_nn::group_norm(groups, cout, eps, vb.pp("norm2"))?,
+            norm2: GroupNorm::new(groups, cout, eps, vb.pp("norm2"))?,
             conv2: conv2d(cout, cout, 3, 1, 1, vb.pp("conv2"))?,
             conv_shortcut: (cin != cout).then(|| conv2d(cin, cout, 1, 1, 0, vb.pp("conv_shortcut"))).transpose()?,
         })

@@ -5,8 +5,9 @@ use super::conv2d;
 use super::resnet::{Downsample, ResnetBlock, Upsample};
 use crate::config::VaeConfig;
 use crate::layers::conv::Conv2d;
+use crate::layers::group_norm::GroupNorm;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 const EPS: f64 = 1e-6;
 
@@ -23,7 +24,7 @@ struct SpatialAttention {
 impl SpatialAttention {
     fn new(ch: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            group_norm: candle_nn::group_norm(groups, ch, EPS, vb.pp("group_norm"))?,
+            group_norm: GroupNorm::new(groups, ch, EPS, vb.pp("group_norm"))?,
             to_q: candle_nn::linear(ch, ch, vb.pp("to_q"))?,
             to_k: candle_nn::linear(ch, ch, vb.pp("to_k"))?,
             to_v: candle_nn::linear(ch, ch, vb.pp("to_v"))?,
@@ -138,7 +139,7 @@ impl Vae {
             conv_in: conv2d(cfg.in_channels, ch[0], 3, 1, 1, ve.pp("conv_in"))?,
             down,
             mid: MidBlock::new(top, g, cfg.mid_block_add_attention, ve.pp("mid_block"))?,
-            norm_out: candle_nn::group_norm(g, top, EPS, ve.pp("conv_norm_out"))?,
+            norm_out: GroupNorm::new(g, top, EPS, ve.pp("conv_norm_out"))?,
             conv_out: conv2d(top, 2 * lat, 3, 1, 1, ve.pp("conv_out"))?,
         };
 
@@ -160,7 +161,7 @@ impl Vae {
             conv_in: conv2d(lat, top, 3, 1, 1, vd.pp("conv_in"))?,
             mid: MidBlock::new(top, g, cfg.mid_block_add_attention, vd.pp("mid_block"))?,
             up,
-            norm_out: candle_nn::group_norm(g, ch[0], EPS, vd.pp("conv_norm_out"))?,
+            norm_out: GroupNorm::new(g, ch[0], EPS, vd.pp("conv_norm_out"))?,
             conv_out: conv2d(ch[0], cfg.out_channels, 3, 1, 1, vd.pp("conv_out"))?,
         };
         Ok(Self {

@@ -10,9 +10,10 @@ use super::resnet::{Downsample, ResnetBlock, Upsample};
 use crate::config::{BlockSpec, UNetConfig};
 use crate::layers::attention::Ctx;
 use crate::layers::conv::Conv2d;
+use crate::layers::group_norm::GroupNorm;
 use crate::layers::Slots;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 use embeddings::TimestepEmbedding;
 use transformer::{Transformer2D, TransformerSpec};
 
@@ -174,7 +175,7 @@ impl UNet {
             down,
             mid,
             up,
-            conv_norm_out: candle_nn::group_norm(g, c0, eps, vb.pp("conv_norm_out"))?,
+            conv_norm_out: GroupNorm::new(g, c0, eps, vb.pp("conv_norm_out"))?,
             conv_out: conv2d(c0, cfg.out_channels, kout, 1, (kout - 1) / 2, vb.pp("conv_out"))?,
             slots,
         })

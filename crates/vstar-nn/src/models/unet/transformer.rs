@@ -3,10 +3,11 @@
 
 use crate::layers::attention::Ctx;
 use crate::layers::conv::Conv2d;
+use crate::layers::group_norm::GroupNorm;
 use crate::layers::ops::LayerNorm;
 use crate::layers::{AdaptedLinear, Attention, Slots};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 #[derive(Debug, Clone)]
 struct FeedForward {
@@ -105,7 +106,7 @@ impl Transformer2D {
             })
             .collect::<Result<_>>()?;
         Ok(Self {
-            norm: candle_nn::group_norm(spec.groups, c, 1e-6, vb.pp("norm"))?,
+            norm: GroupNorm::new(spec.groups, c, 1e-6, vb.pp("norm"))?,
             proj_in: proj("proj_in")?,
             blocks,
             proj_out: proj("proj_out")?,

@@ -1,0 +1,243 @@
+//! GroupNorm as fused CPU kernels with their backward. candle's GroupNorm is a chain of ~10
+//! element-wise ops (each a pass over memory and an allocation), forward and backward; this
+//! is one pass for the statistics and one for the output, with the gradient in closed form.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
+use candle_nn::{Init, VarBuilder};
+use rayon::prelude::*;
+
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    groups: usize,
+    /// Channels per group.
+    cpg: usize,
+    /// Elements per channel (the spatial size).
+    hw: usize,
+    eps: f64,
+}
+
+impl Dims {
+    fn of(l: &Layout, groups: usize, eps: f64) -> Result<Self> {
+        let d = l.dims();
+        if d.len() < 3 || d[1] % groups != 0 {
+            candle_core::bail!("group norm: input {d:?} must be (B, C, ...) with C divisible by {groups}");
+        }
+        Ok(Self { groups, cpg: d[1] / groups, hw: d[2..].iter().product(), eps })
+    }
+
+    fn group_len(&self) -> usize {
+        self.cpg * self.hw
+    }
+
+    /// Mean and reciprocal standard deviation of one group's elements.
+    fn stats(&self, x: &[f32]) -> (f32, f32) {
+        let n = x.len() as f64;
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        (mean as f32, (1.0 / (var + self.eps).sqrt()) as f32)
+    }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("group norm: needs contiguous f32 tensors"),
+    }
+}
+
+/// y = (x - mean) * rstd * gamma + beta, per (batch, group).
+struct Forward {
+    groups: usize,
+    eps: f64,
+}
+
+/// dx from (x, gamma, dy).
+struct GradInput {
+    groups: usize,
+    eps: f64,
+}
+
+/// dgamma (C,) = sum over batch and space of dy * xhat, from (x, dy).
+struct GradGamma {
+    groups: usize,
+    eps: f64,
+}
+
+impl CustomOp3 for Forward {
+    fn name(&self) -> &'static str {
+        "vstar-group-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::of(l1, self.groups, self.eps)?;
+        let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d.group_len()).zip(x.par_chunks(d.group_len())).enumerate().for_each(|(bg, (yg, xg))| {
+            let (mean, rstd) = d.stats(xg);
+            let c0 = (bg % d.groups) * d.cpg;
+            for c in 0..d.cpg {
+                let (a, b) = (gamma[c0 + c] * rstd, beta[c0 + c] - mean * gamma[c0 + c] * rstd);
+                let r = c * d.hw..(c + 1) * d.hw;
+                for (yo, &xi) in yg[r.clone()].iter_mut().zip(&xg[r]) {
+                    *yo = xi * a + b;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let dx = x.apply_op3_no_bwd(gamma, &dy, &GradInput { groups: self.groups, eps: self.eps })?;
+        let dgamma = x.apply_op2_no_bwd(&dy, &GradGamma { groups: self.groups, eps: self.eps })?;
+        let mut dims: Vec<usize> = (0..dy.rank()).collect();
+        dims.remove(1);
+        let dbeta = dy.sum(dims)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+impl CustomOp3 for GradInput {
+    fn name(&self) -> &'static str {
+        "vstar-group-norm-grad-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::of(l1, self.groups, self.eps)?;
+        let (x, gamma, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let n = d.group_len();
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(n).zip(x.par_chunks(n).zip(dy.par_chunks(n))).enumerate().for_each(
+            |(bg, (dxg, (xg, dyg)))| {
+                let (mean, rstd) = d.stats(xg);
+                let c0 = (bg % d.groups) * d.cpg;
+                // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), with g = dy * gamma.
+                let (mut sg, mut sgx) = (0f64, 0f64);
+                for c in 0..d.cpg {
+                    for i in c * d.hw..(c + 1) * d.hw {
+                        let g = (dyg[i] * gamma[c0 + c]) as f64;
+                        sg += g;
+                        sgx += g * ((xg[i] - mean) * rstd) as f64;
+                    }
+                }
+                let (mg, mgx) = ((sg / n as f64) as f32, (sgx / n as f64) as f32);
+                for c in 0..d.cpg {
+                    for i in c * d.hw..(c + 1) * d.hw {
+                        let xhat = (xg[i] - mean) * rstd;
+                        dxg[i] = rstd * (dyg[i] * gamma[c0 + c] - mg - xhat * mgx);
+                    }
+                }
+            },
+        );
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+impl CustomOp2 for GradGamma {
+    fn name(&self) -> &'static str {
+        "vstar-group-norm-grad-gamma"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::of(l1, self.groups, self.eps)?;
+        let (x, dy) = (slice(s1, l1)?, slice(s2, l2)?);
+        let n = d.group_len();
+        let channels = d.groups * d.cpg;
+        // Per (batch, group): the group's channels' sums; then add over the batch.
+        let parts: Vec<(usize, Vec<f64>)> = x
+            .par_chunks(n)
+            .zip(dy.par_chunks(n))
+            .enumerate()
+            .map(|(bg, (xg, dyg))| {
+                let (mean, rstd) = d.stats(xg);
+                let sums = (0..d.cpg)
+                    .map(|c| (c * d.hw..(c + 1) * d.hw).map(|i| (dyg[i] * (xg[i] - mean) * rstd) as f64).sum())
+                    .collect();
+                ((bg % d.groups) * d.cpg, sums)
+            })
+            .collect();
+        let mut out = vec![0f64; channels];
+        for (c0, sums) in parts {
+            for (c, s) in sums.into_iter().enumerate() {
+                out[c0 + c] += s;
+            }
+        }
+        Ok((CpuStorage::F32(out.into_iter().map(|v| v as f32).collect()), Shape::from(channels)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
+impl GroupNorm {
+    pub fn new(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
+        Ok(Self { weight, bias, groups, eps })
+    }
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        x.apply_op3(&self.weight, &self.bias, Forward { groups: self.groups, eps: self.eps })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// Output and all three gradients equal candle's composed GroupNorm.
+    #[test]
+    fn matches_candle_group_norm_and_its_gradients() {
+        let dev = Device::Cpu;
+        let x = Var::randn(0.5f32, 2.0, (3, 8, 5, 4), &dev).unwrap();
+        let w = Var::randn(1f32, 0.5, 8, &dev).unwrap();
+        let b = Var::randn(0f32, 0.5, 8, &dev).unwrap();
+        let ours = GroupNorm { weight: w.as_tensor().clone(), bias: b.as_tensor().clone(), groups: 4, eps: 1e-5 };
+        let theirs = candle_nn::GroupNorm::new(w.as_tensor().clone(), b.as_tensor().clone(), 8, 4, 1e-5).unwrap();
+        let (yo, yt) = (ours.forward(x.as_tensor()).unwrap(), theirs.forward(x.as_tensor()).unwrap());
+        assert!(max_diff(&yo, &yt) < 1e-5);
+        let probe = Tensor::randn(0f32, 1.0, yo.shape(), &dev).unwrap();
+        let go = (yo * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = (yt * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
+            let e = max_diff(go.get(v.as_tensor()).unwrap(), gt.get(v.as_tensor()).unwrap());
+            assert!(e < 1e-4, "{name} gradient differs by {e}");
+        }
+    }
+}
