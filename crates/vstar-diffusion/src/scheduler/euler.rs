@@ -82,15 +82,24 @@ impl SigmaSchedule {
     }
 }
 
-/// diffusers' `EulerDiscreteScheduler` (deterministic: s_churn = 0).
+/// diffusers' `EulerDiscreteScheduler` (deterministic: s_churn = 0) and, with `ancestral`,
+/// `EulerAncestralDiscreteScheduler`, whose every step with a non-zero next sigma needs caller
+/// noise (it ignores `use_karras_sigmas`, as diffusers does).
 #[derive(Debug, Clone)]
 pub struct Euler {
     s: SigmaSchedule,
+    ancestral: bool,
 }
 
 impl Euler {
     pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self> {
-        Ok(Self { s: SigmaSchedule::new(config, num_inference_steps, SchedulerKind::Euler, config.use_karras_sigmas)? })
+        let s = SigmaSchedule::new(config, num_inference_steps, SchedulerKind::Euler, config.use_karras_sigmas)?;
+        Ok(Self { s, ancestral: false })
+    }
+
+    pub fn ancestral(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self> {
+        let s = SigmaSchedule::new(config, num_inference_steps, SchedulerKind::EulerAncestral, false)?;
+        Ok(Self { s, ancestral: true })
     }
 
     /// Sigmas, one per timestep plus the final 0.
@@ -114,64 +123,6 @@ impl Scheduler for Euler {
         model_output: &Tensor,
         step_index: usize,
         sample: &Tensor,
-        _noise: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        check_index(step_index, self.s.timesteps.len())?;
-        let dtype = model_output.dtype();
-        let sample = to_f32(sample)?;
-        let sigma = self.s.sigmas[step_index];
-        let x0 = self.s.pred_x0(&to_f32(model_output)?, &sample, sigma)?;
-        let derivative = ((&sample - &x0)? / sigma)?;
-        let dt = self.s.sigmas[step_index + 1] - sigma;
-        lin2(&sample, 1.0, &derivative, dt)?.to_dtype(dtype)
-    }
-    fn needs_noise(&self) -> bool {
-        false
-    }
-    fn add_noise(&self, original: &Tensor, noise: &Tensor, timestep: f64) -> Result<Tensor> {
-        self.s.add_noise(original, noise, timestep)
-    }
-    fn alphas_cumprod(&self) -> &[f64] {
-        &self.s.alphas_cumprod
-    }
-    fn config(&self) -> &SchedulerConfig {
-        &self.s.config
-    }
-}
-
-/// diffusers' `EulerAncestralDiscreteScheduler`. Every step with a non-zero next sigma needs
-/// caller noise. (`use_karras_sigmas` is ignored, as in diffusers.)
-#[derive(Debug, Clone)]
-pub struct EulerAncestral {
-    s: SigmaSchedule,
-}
-
-impl EulerAncestral {
-    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self> {
-        Ok(Self { s: SigmaSchedule::new(config, num_inference_steps, SchedulerKind::EulerAncestral, false)? })
-    }
-
-    /// Sigmas, one per timestep plus the final 0.
-    pub fn sigmas(&self) -> &[f64] {
-        &self.s.sigmas
-    }
-}
-
-impl Scheduler for EulerAncestral {
-    fn timesteps(&self) -> &[f64] {
-        &self.s.timesteps
-    }
-    fn init_noise_sigma(&self) -> f64 {
-        self.s.init_noise_sigma
-    }
-    fn scale_model_input(&self, sample: &Tensor, step_index: usize) -> Result<Tensor> {
-        self.s.scale_model_input(sample, step_index)
-    }
-    fn step(
-        &mut self,
-        model_output: &Tensor,
-        step_index: usize,
-        sample: &Tensor,
         noise: Option<&Tensor>,
     ) -> Result<Tensor> {
         check_index(step_index, self.s.timesteps.len())?;
@@ -179,11 +130,15 @@ impl Scheduler for EulerAncestral {
         let sample = to_f32(sample)?;
         let sigma = self.s.sigmas[step_index];
         let x0 = self.s.pred_x0(&to_f32(model_output)?, &sample, sigma)?;
+        let derivative = ((&sample - &x0)? / sigma)?;
+        if !self.ancestral {
+            let dt = self.s.sigmas[step_index + 1] - sigma;
+            return lin2(&sample, 1.0, &derivative, dt)?.to_dtype(dtype);
+        }
         // float32 arithmetic, as diffusers does on its sigma tensors.
         let (from, to) = (sigma as f32, self.s.sigmas[step_index + 1] as f32);
         let up = ((to * to) * (from * from - to * to) / (from * from)).sqrt();
         let down = (to * to - up * up).sqrt();
-        let derivative = ((&sample - &x0)? / sigma)?;
         let prev = lin2(&sample, 1.0, &derivative, down as f64 - sigma)?;
         let prev = if up > 0.0 {
             let n = check_noise(noise, &sample, "Euler ancestral")?;
@@ -194,7 +149,7 @@ impl Scheduler for EulerAncestral {
         prev.to_dtype(dtype)
     }
     fn needs_noise(&self) -> bool {
-        true
+        self.ancestral
     }
     fn add_noise(&self, original: &Tensor, noise: &Tensor, timestep: f64) -> Result<Tensor> {
         self.s.add_noise(original, noise, timestep)

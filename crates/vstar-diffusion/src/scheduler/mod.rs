@@ -19,7 +19,7 @@ pub use config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing}
 pub use ddim::Ddim;
 pub use ddpm::Ddpm;
 pub use dpm::DpmPp2m;
-pub use euler::{Euler, EulerAncestral};
+pub use euler::Euler;
 
 /// The interface every scheduler implements. Step indices are absolute positions in
 /// [`Scheduler::timesteps`]; a run may start at any index (img2img).
@@ -103,7 +103,7 @@ pub fn build(kind: SchedulerKind, config: &SchedulerConfig, num_inference_steps:
         SchedulerKind::Ddim => Box::new(Ddim::new(config, num_inference_steps)?),
         SchedulerKind::Ddpm => Box::new(Ddpm::new(config, num_inference_steps)?),
         SchedulerKind::Euler => Box::new(Euler::new(config, num_inference_steps)?),
-        SchedulerKind::EulerAncestral => Box::new(EulerAncestral::new(config, num_inference_steps)?),
+        SchedulerKind::EulerAncestral => Box::new(Euler::ancestral(config, num_inference_steps)?),
         SchedulerKind::DpmPp2m => Box::new(DpmPp2m::new(config, num_inference_steps)?),
     })
 }
