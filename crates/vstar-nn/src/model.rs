@@ -46,10 +46,6 @@ impl Conditioning {
         };
         Ok(Conditioning { context: Tensor::cat(&ctx, 0)?, added })
     }
-
-    pub fn batch(&self) -> Result<usize> {
-        self.context.dim(0)
-    }
 }
 
 pub struct Model {
@@ -126,10 +122,6 @@ impl Model {
             device: dev.clone(),
             unused,
         })
-    }
-
-    pub fn tokenizer(&self) -> &ClipTokenizer {
-        &self.text[0].tokenizer
     }
 
     /// Latent (channels, h, w) for an image of height x width pixels.

@@ -181,15 +181,6 @@ impl ClipTokenizer {
         self.inner.token_to_id(token)
     }
 
-    pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
-    }
-
-    /// The vocabulary (token -> id), base and added.
-    pub fn vocab(&self) -> std::collections::HashMap<String, u32> {
-        self.inner.get_vocab(true)
-    }
-
     /// Token ids of the text alone, no BOS/EOS, no padding.
     pub fn tokens(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, false).map_err(|e| Error::Msg(format!("cannot tokenize {text:?}: {e}")))?;

@@ -139,3 +139,18 @@ fn copied_cross_maps_change_only_the_destination() {
         plain.get(1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
     );
 }
+
+#[test]
+fn mean_map_averages_layers_at_the_requested_size() {
+    use vstar_nn::layers::hooks::RecordedMap;
+    let ones = Tensor::ones((1, 1, 2, 2), DType::F32, &Device::Cpu).unwrap();
+    let threes = (Tensor::ones((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap() * 3.0).unwrap();
+    let mut hooks = AttentionHooks::recording(vec![0]);
+    assert!(hooks.mean_map(4, 4).unwrap().is_none());
+    hooks.recorded =
+        vec![RecordedMap { layer: "a".into(), probs: ones }, RecordedMap { layer: "b".into(), probs: threes }];
+    let m = hooks.mean_map(4, 4).unwrap().unwrap();
+    assert_eq!(m.dims(), &[1, 1, 4, 4]);
+    let v = m.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(v.iter().all(|x| (x - 2.0).abs() < 1e-6), "{v:?}");
+}

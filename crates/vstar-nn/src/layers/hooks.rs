@@ -31,18 +31,6 @@ impl AttentionHooks {
         Self { record_tokens: tokens, ..Default::default() }
     }
 
-    /// Sets which copies are active for the next call (the sampler changes them per step).
-    pub fn set_copies(
-        &mut self,
-        self_features: Vec<(usize, usize)>,
-        self_maps: Vec<(usize, usize)>,
-        cross_maps: Vec<(usize, usize)>,
-    ) {
-        self.copy_self_features = self_features;
-        self.copy_self_maps = self_maps;
-        self.copy_cross_maps = cross_maps;
-    }
-
     /// Mean over all recorded layers of the maps, resized to (h, w): (B, P, h, w).
     pub fn mean_map(&self, h: usize, w: usize) -> Result<Option<Tensor>> {
         let mut acc: Option<Tensor> = None;

@@ -26,14 +26,6 @@ impl Delta {
             Delta::Dense(dw) => x.broadcast_matmul(&dw.t()?),
         }
     }
-
-    /// The dense weight change this delta stands for.
-    pub fn dense(&self) -> Result<Tensor> {
-        match self {
-            Delta::Lora { down, up, scale } => up.matmul(down)? * *scale,
-            Delta::Dense(dw) => Ok(dw.clone()),
-        }
-    }
 }
 
 type DeltaList = Arc<RwLock<Vec<Delta>>>;
@@ -53,15 +45,6 @@ impl Slots {
     /// Layer names with their (in, out) dimensions.
     pub fn names(&self) -> Vec<(String, usize, usize)> {
         self.0.lock().unwrap().iter().map(|(k, (i, o, _))| (k.clone(), *i, *o)).collect()
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.0.lock().unwrap().contains_key(name)
-    }
-
-    /// (in, out) of a layer.
-    pub fn dims(&self, name: &str) -> Option<(usize, usize)> {
-        self.0.lock().unwrap().get(name).map(|(i, o, _)| (*i, *o))
     }
 
     /// Adds a delta to the named layer, checking its shape.
@@ -87,13 +70,6 @@ impl Slots {
         }
         list.write().unwrap().push(delta);
         Ok(())
-    }
-
-    /// Removes every delta from every layer (back to the pretrained model).
-    pub fn clear(&self) {
-        for (_, _, l) in self.0.lock().unwrap().values() {
-            l.write().unwrap().clear();
-        }
     }
 }
 

@@ -129,14 +129,6 @@ impl ClipTextModel {
         })
     }
 
-    pub fn vocab_size(&self) -> usize {
-        self.config.vocab_size
-    }
-
-    pub fn token_embedding(&self) -> &Tensor {
-        &self.token_embedding
-    }
-
     /// Sets the rows for ids vocab_size.. (N, D); None removes them.
     pub fn set_extra_rows(&self, rows: Option<Tensor>) -> Result<()> {
         if let Some(r) = &rows {
@@ -150,10 +142,6 @@ impl ClipTextModel {
         }
         *self.extra_rows.write().unwrap() = rows;
         Ok(())
-    }
-
-    pub fn extra_rows(&self) -> Option<Tensor> {
-        self.extra_rows.read().unwrap().clone()
     }
 
     fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
