@@ -6,14 +6,10 @@
 use candle_core::{Result, Tensor};
 
 use super::{
-    alphas_cumprod as make_alphas_cumprod, check_index, err, index_for_timestep, interp, karras_sigmas, lin2, linspace,
-    log_sigmas_f32, sigma_to_t, to_f32, train_sigmas, PredictionType, Scheduler, SchedulerConfig, SchedulerKind,
-    TimestepSpacing,
+    alphas_cumprod as make_alphas_cumprod, check_index, err, f32r, interp, karras_sigmas, lin2, linspace,
+    log_sigmas_f32, sigma_for_timestep, sigma_to_t, to_f32, train_sigmas, PredictionType, Scheduler, SchedulerConfig,
+    SchedulerKind, TimestepSpacing,
 };
-
-fn f32r(x: f64) -> f64 {
-    x as f32 as f64
-}
 
 /// `(alpha_t, sigma_t)` of the VP process for a k-diffusion sigma.
 fn alpha_sigma(sigma: f64) -> (f64, f64) {
@@ -164,15 +160,7 @@ impl Scheduler for DpmPp2m {
         false
     }
     fn add_noise(&self, original: &Tensor, noise: &Tensor, timestep: f64) -> Result<Tensor> {
-        let sigma = match index_for_timestep(&self.timesteps, timestep) {
-            Some(i) => self.sigmas[i],
-            None => {
-                if !(0.0..=(self.train_sigmas.len() - 1) as f64).contains(&timestep) {
-                    return Err(err(format!("add_noise: timestep {timestep} out of range")));
-                }
-                f32r(interp(timestep, &self.train_sigmas))
-            }
-        };
+        let sigma = sigma_for_timestep(&self.timesteps, &self.sigmas, &self.train_sigmas, timestep)?;
         let (alpha, sig) = alpha_sigma(sigma);
         let dtype = original.dtype();
         lin2(&to_f32(original)?, alpha, &to_f32(noise)?, sig)?.to_dtype(dtype)

@@ -5,14 +5,10 @@
 use candle_core::{Result, Tensor};
 
 use super::{
-    alphas_cumprod as make_alphas_cumprod, check_index, check_noise, err, euler_timesteps, index_for_timestep, interp,
-    karras_sigmas, lin2, log_sigmas_f32, sigma_to_t, to_f32, train_sigmas, PredictionType, Scheduler, SchedulerConfig,
-    SchedulerKind, TimestepSpacing,
+    alphas_cumprod as make_alphas_cumprod, check_index, check_noise, euler_timesteps, f32r, interp, karras_sigmas,
+    lin2, log_sigmas_f32, sigma_for_timestep, sigma_to_t, to_f32, train_sigmas, PredictionType, Scheduler,
+    SchedulerConfig, SchedulerKind, TimestepSpacing,
 };
-
-fn f32r(x: f64) -> f64 {
-    x as f32 as f64
-}
 
 /// The sigma schedule shared by both Euler schedulers.
 #[derive(Debug, Clone)]
@@ -68,15 +64,7 @@ impl SigmaSchedule {
     }
 
     fn add_noise(&self, original: &Tensor, noise: &Tensor, timestep: f64) -> Result<Tensor> {
-        let sigma = match index_for_timestep(&self.timesteps, timestep) {
-            Some(i) => self.sigmas[i],
-            None => {
-                if !(0.0..=(self.train_sigmas.len() - 1) as f64).contains(&timestep) {
-                    return Err(err(format!("add_noise: timestep {timestep} out of range")));
-                }
-                f32r(interp(timestep, &self.train_sigmas))
-            }
-        };
+        let sigma = sigma_for_timestep(&self.timesteps, &self.sigmas, &self.train_sigmas, timestep)?;
         let dtype = original.dtype();
         lin2(&to_f32(original)?, 1.0, &to_f32(noise)?, sigma)?.to_dtype(dtype)
     }

@@ -115,7 +115,8 @@ pub(crate) fn err(msg: impl Into<String>) -> candle_core::Error {
     candle_core::Error::Msg(msg.into())
 }
 
-fn f32r(x: f64) -> f64 {
+/// Rounds through f32, where diffusers computes in float32.
+pub(crate) fn f32r(x: f64) -> f64 {
     x as f32 as f64
 }
 
@@ -280,6 +281,16 @@ pub(crate) fn karras_sigmas(sigma_min: f64, sigma_max: f64, n: usize) -> Vec<f64
 
 /// Find `t` in a schedule the way diffusers' `index_for_timestep` does (the second match when
 /// a timestep appears twice).
+/// The k-diffusion sigma at a timestep: the schedule's own where the timestep is in it,
+/// otherwise interpolated from the training sigmas (img2img and training at any t).
+pub(crate) fn sigma_for_timestep(timesteps: &[f64], sigmas: &[f64], train_sigmas: &[f64], t: f64) -> Result<f64> {
+    match index_for_timestep(timesteps, t) {
+        Some(i) => Ok(sigmas[i]),
+        None if (0.0..=(train_sigmas.len() - 1) as f64).contains(&t) => Ok(f32r(interp(t, train_sigmas))),
+        None => Err(err(format!("add_noise: timestep {t} out of range"))),
+    }
+}
+
 pub(crate) fn index_for_timestep(timesteps: &[f64], t: f64) -> Option<usize> {
     let hits: Vec<usize> = timesteps.iter().enumerate().filter(|(_, &x)| x == t).map(|(i, _)| i).collect();
     match hits.len() {
