@@ -7,3 +7,4 @@ BPE=${BPE:-/tmp/oc/open_clip/bpe_simple_vocab_16e6.txt.gz}
 "$PY" tools/ref/make_pipelines.py --bpe "$BPE"
 "$PY" tools/ref/schedulers.py
 "$PY" tools/ref/dump_real_params.py
+"$PY" tools/ref/make_lora.py

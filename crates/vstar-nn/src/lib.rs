@@ -2,6 +2,7 @@
 //! weight loading, the tokenizer, and the two extension points every personalization method
 //! uses: `AdaptedLinear` (per-row adapter scale) and `AttentionHooks`.
 
+pub mod adapters;
 pub mod config;
 pub mod layers;
 pub mod locate;

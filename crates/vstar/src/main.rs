@@ -44,7 +44,7 @@ fn main() {
         Command::Toyland(cmd) => toyland::run(cmd),
     };
     if let Err(e) = result {
-        eprintln!("error: {e}");
+        eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }

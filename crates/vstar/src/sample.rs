@@ -20,6 +20,9 @@ pub struct SampleArgs {
     /// A diffusers-layout folder, a Hugging Face cache repo id, or `toyland` (default).
     #[arg(long)]
     model: Option<String>,
+    /// LoRA file (diffusers/PEFT or kohya safetensors); repeat for several.
+    #[arg(long)]
+    adapter: Vec<PathBuf>,
     #[arg(long, default_value = "cfg")]
     method: String,
     #[arg(long)]
@@ -91,6 +94,10 @@ pub fn run(args: SampleArgs) -> Result<()> {
             names[0]
         );
     }
+    for a in &args.adapter {
+        let n = vstar_nn::adapters::lora::load_lora(a, &model, 1.0)?;
+        eprintln!("adapter {}: {n} layers", a.display());
+    }
     let sched_cfg: SchedulerConfig = serde_json::from_value(model.scheduler_config.clone()).with_context(|| {
         format!("{}: invalid scheduler config", root.join("scheduler/scheduler_config.json").display())
     })?;
@@ -134,7 +141,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         let sidecar = serde_json::json!({
             "command": command,
             "model": root.display().to_string(),
-            "adapters": [],
+            "adapters": args.adapter.iter().map(|a| a.display().to_string()).collect::<Vec<_>>(),
             "prompt": args.prompt,
             "negative": args.negative,
             "method": guidance.name(),

@@ -105,6 +105,43 @@ fn every_scheduler_and_img2img_run() {
     assert_eq!(side["unet_cost_per_image"]["unet_calls"], 5);
 }
 
+#[test]
+fn sample_with_a_lora_adapter() {
+    let out = out_dir("lora").join("x.png");
+    let lora = fixture("lora/kohya.safetensors");
+    let (ok, _, err) = vstar(&[
+        "sample",
+        "--model",
+        &fixture("sd15-tiny"),
+        "--prompt",
+        "a dog",
+        "--steps",
+        "2",
+        "--adapter",
+        &lora,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(side["adapters"][0], lora.as_str());
+    fails_with(
+        &[
+            "sample",
+            "--model",
+            &fixture("sdxl-tiny"),
+            "--prompt",
+            "a",
+            "--adapter",
+            &lora,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "another base model",
+    );
+}
+
 fn fails_with(args: &[&str], needle: &str) {
     let (ok, _, err) = vstar(args);
     assert!(!ok, "expected failure for {args:?}");

@@ -1,0 +1,3 @@
+//! Adapter files users exchange, read into `AdaptedLinear` deltas.
+
+pub mod lora;
