@@ -2,8 +2,12 @@
 //! predictions. The sampler batches the rows of a step into one UNet call and counts them.
 
 mod cfg;
+mod mixed;
+mod pg;
 
 pub use cfg::Cfg;
+pub use mixed::{Mixed, MultiStage, Superclass, Switching};
+pub use pg::PersonalizationGuidance;
 
 use candle_core::{Result, Tensor};
 
