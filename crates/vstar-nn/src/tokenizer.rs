@@ -171,7 +171,9 @@ impl ClipTokenizer {
         if let Some(id) = self.inner.token_to_id(token) {
             return Ok(id);
         }
-        self.inner.add_tokens(&[AddedToken::from(token.to_string(), false)]);
+        self.inner
+            .add_tokens([AddedToken::from(token.to_string(), false)])
+            .map_err(|e| Error::Msg(format!("could not add token `{token}` to the tokenizer ({e})")))?;
         self.inner
             .token_to_id(token)
             .ok_or_else(|| Error::Msg(format!("could not add token `{token}` to the tokenizer")))

@@ -168,7 +168,7 @@ pub fn clip_tokenizer(files: &TokenizerFiles) -> Result<tokenizers::Tokenizer, t
         NFC.into(),
         Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")?.into(),
         Lowercase.into(),
-    ])));
+    ])))?;
     tok.with_pre_tokenizer(Some(PreSeq::new(vec![
         Split::new(SplitPattern::Regex(CLIP_SPLIT_REGEX.into()), SplitDelimiterBehavior::Removed, true)?.into(),
         ByteLevel::new(false, true, false).into(),
@@ -182,6 +182,6 @@ pub fn clip_tokenizer(files: &TokenizerFiles) -> Result<tokenizers::Tokenizer, t
             .special_tokens(vec![(START_OF_TEXT, sot), (END_OF_TEXT, eot)])
             .build()?,
     ));
-    tok.add_special_tokens(&[AddedToken::from(START_OF_TEXT, true), AddedToken::from(END_OF_TEXT, true)]);
+    tok.add_special_tokens([AddedToken::from(START_OF_TEXT, true), AddedToken::from(END_OF_TEXT, true)])?;
     Ok(tok)
 }
