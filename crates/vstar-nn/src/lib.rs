@@ -3,6 +3,7 @@
 //! uses: `AdaptedLinear` (per-row adapter scale) and `AttentionHooks`.
 
 pub mod adapters;
+pub mod alloc;
 pub mod config;
 pub mod layers;
 pub mod locate;

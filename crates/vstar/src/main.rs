@@ -33,6 +33,7 @@ enum Command {
 }
 
 fn main() {
+    vstar_nn::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { .. } => {

@@ -24,28 +24,26 @@ impl Geometry {
         ((self.h + 2 * self.pad - self.kh) / self.stride + 1, (self.w + 2 * self.pad - self.kw) / self.stride + 1)
     }
 
-    /// Calls `f(col_row, col_index, input_index)` for every in-bounds (patch element, output
-    /// pixel) pair of one batch item.
-    fn for_each(&self, mut f: impl FnMut(usize, usize, usize)) {
+    fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Calls `f(col_index, input_index)` for every in-bounds output pixel of patch element
+    /// `row` = (c, ky, kx) of one batch item.
+    fn for_row(&self, row: usize, mut f: impl FnMut(usize, usize)) {
         let (oh, ow) = self.out_hw();
-        for c in 0..self.c {
-            for ky in 0..self.kh {
-                for kx in 0..self.kw {
-                    let row = (c * self.kh + ky) * self.kw + kx;
-                    for oy in 0..oh {
-                        let iy = (oy * self.stride + ky) as isize - self.pad as isize;
-                        if iy < 0 || iy >= self.h as isize {
-                            continue;
-                        }
-                        for ox in 0..ow {
-                            let ix = (ox * self.stride + kx) as isize - self.pad as isize;
-                            if ix < 0 || ix >= self.w as isize {
-                                continue;
-                            }
-                            f(row, oy * ow + ox, (c * self.h + iy as usize) * self.w + ix as usize);
-                        }
-                    }
+        let (c, ky, kx) = (row / (self.kh * self.kw), row / self.kw % self.kh, row % self.kw);
+        for oy in 0..oh {
+            let iy = (oy * self.stride + ky) as isize - self.pad as isize;
+            if iy < 0 || iy >= self.h as isize {
+                continue;
+            }
+            for ox in 0..ow {
+                let ix = (ox * self.stride + kx) as isize - self.pad as isize;
+                if ix < 0 || ix >= self.w as isize {
+                    continue;
                 }
+                f(oy * ow + ox, (c * self.h + iy as usize) * self.w + ix as usize);
             }
         }
     }
@@ -58,11 +56,15 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
     }
 }
 
-/// (B, C, H, W) -> (B, C*kh*kw, OH*OW).
+/// (B, C, H, W) -> (C*kh*kw, B*OH*OW): every batch item's patches side by side, so the
+/// convolution is one GEMM and its weight gradient another (no sum over a batch dim).
 struct Im2Col(Geometry);
 
-/// The adjoint of Im2Col: sums patch columns back into the image.
-struct Col2Im(Geometry);
+/// The adjoint of Im2Col: sums patch columns back into the images.
+struct Col2Im {
+    g: Geometry,
+    batch: usize,
+}
 
 impl CustomOp1 for Im2Col {
     fn name(&self) -> &'static str {
@@ -74,17 +76,20 @@ impl CustomOp1 for Im2Col {
         let x = f32_slice(s, l, "im2col")?;
         let b = l.dims()[0];
         let (oh, ow) = g.out_hw();
-        let (rows, cols, img) = (g.c * g.kh * g.kw, oh * ow, g.c * g.h * g.w);
-        let mut out = vec![0f32; b * rows * cols];
-        out.par_chunks_mut(rows * cols).enumerate().for_each(|(n, dst)| {
-            let src = &x[n * img..(n + 1) * img];
-            g.for_each(|r, col, i| dst[r * cols + col] = src[i]);
+        let (cols, img) = (oh * ow, g.c * g.h * g.w);
+        let mut out = vec![0f32; g.rows() * b * cols];
+        out.par_chunks_mut(b * cols).enumerate().for_each(|(r, dst)| {
+            for n in 0..b {
+                let (src, d) = (&x[n * img..(n + 1) * img], &mut dst[n * cols..(n + 1) * cols]);
+                g.for_row(r, |col, i| d[col] = src[i]);
+            }
         });
-        Ok((CpuStorage::F32(out), Shape::from((b, rows, cols))))
+        Ok((CpuStorage::F32(out), Shape::from((g.rows(), b * cols))))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Col2Im(self.0))?))
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = Col2Im { g: self.0, batch: arg.dim(0)? };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
     }
 }
 
@@ -94,15 +99,16 @@ impl CustomOp1 for Col2Im {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = self.0;
+        let (g, b) = (self.g, self.batch);
         let cols_data = f32_slice(s, l, "col2im")?;
-        let b = l.dims()[0];
         let (oh, ow) = g.out_hw();
-        let (rows, cols, img) = (g.c * g.kh * g.kw, oh * ow, g.c * g.h * g.w);
+        let (cols, img) = (oh * ow, g.c * g.h * g.w);
         let mut out = vec![0f32; b * img];
         out.par_chunks_mut(img).enumerate().for_each(|(n, dst)| {
-            let src = &cols_data[n * rows * cols..(n + 1) * rows * cols];
-            g.for_each(|r, col, i| dst[i] += src[r * cols + col]);
+            for r in 0..g.rows() {
+                let src = &cols_data[r * b * cols + n * cols..][..cols];
+                g.for_row(r, |col, i| dst[i] += src[col]);
+            }
         });
         Ok((CpuStorage::F32(out), Shape::from((b, g.c, g.h, g.w))))
     }
@@ -129,8 +135,8 @@ impl Conv2d {
         let g = Geometry { c, h, w, kh, kw, stride: self.stride, pad: self.padding };
         let (oh, ow) = g.out_hw();
         let cols = x.contiguous()?.apply_op1(Im2Col(g))?;
-        let y = self.weight.reshape((co, c * kh * kw))?.broadcast_matmul(&cols)?;
-        y.reshape((b, co, oh, ow))
+        let y = self.weight.reshape((co, c * kh * kw))?.matmul(&cols)?;
+        y.reshape((co, b, oh, ow))?.transpose(0, 1)?.contiguous()
     }
 }
 
@@ -142,6 +148,7 @@ impl Module for Conv2d {
             x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
         };
         match &self.bias {
+            Some(b) if y.track_op() => super::bias::add_bias(&y, b, 1),
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),
         }

@@ -105,9 +105,7 @@ impl CustomOp3 for Forward {
         let dy = dy.contiguous()?;
         let dx = x.apply_op3_no_bwd(gamma, &dy, &GradInput { groups: self.groups, eps: self.eps })?;
         let dgamma = x.apply_op2_no_bwd(&dy, &GradGamma { groups: self.groups, eps: self.eps })?;
-        let mut dims: Vec<usize> = (0..dy.rank()).collect();
-        dims.remove(1);
-        let dbeta = dy.sum(dims)?;
+        let dbeta = super::bias::channel_sum(&dy, 1)?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
 }

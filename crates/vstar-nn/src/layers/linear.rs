@@ -99,9 +99,15 @@ impl AdaptedLinear {
 
     /// `row_scale`: one adapter strength per batch row (shape (B,)); None = strength 1.
     pub fn forward(&self, x: &Tensor, row_scale: Option<&Tensor>) -> Result<Tensor> {
-        let mut y = x.broadcast_matmul(&self.weight.t()?)?;
+        // Fold leading dims into one GEMM: a broadcast matmul's weight gradient would be a
+        // slow strided sum over the batch.
+        let dims = x.dims();
+        let last = dims.len() - 1;
+        let mut out_dims = dims.to_vec();
+        out_dims[last] = self.weight.dim(0)?;
+        let mut y = x.flatten_to(last.saturating_sub(1))?.matmul(&self.weight.t()?)?.reshape(out_dims)?;
         if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
+            y = if y.track_op() { super::bias::add_bias(&y, b, last)? } else { y.broadcast_add(b)? };
         }
         let deltas = self.deltas.read().unwrap();
         if deltas.is_empty() {

@@ -1,6 +1,7 @@
 //! Building blocks shared by every model: adapted linears, attention with hooks, norms.
 
 pub mod attention;
+pub mod bias;
 pub mod conv;
 pub mod group_norm;
 pub mod hooks;
