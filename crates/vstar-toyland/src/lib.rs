@@ -14,6 +14,7 @@ mod geom;
 pub mod instance;
 pub mod labels;
 pub mod polluted;
+pub mod pretrain;
 pub mod render;
 pub mod sheet;
 pub mod spec;

@@ -2,6 +2,8 @@
 //! learning-rate schedule, EMA weights, and atomic, resumable checkpoints.
 
 pub mod checkpoint;
+pub mod denoise;
 pub mod ema;
+pub mod init;
 pub mod optim;
 pub mod run;

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use std::path::PathBuf;
+use vstar_toyland::pretrain::{Pretrain, Recipe};
 
 #[derive(Subcommand, Debug)]
 pub enum ToylandCmd {
@@ -14,6 +15,17 @@ pub enum ToylandCmd {
         /// Side of each render in pixels.
         #[arg(long, default_value_t = 64)]
         size: u32,
+    },
+    /// Train Toyland's miniature SD (VAE, text encoder, UNet) and its oracles into a
+    /// diffusers-layout folder. Resumable: run the same command again after an interruption.
+    Pretrain {
+        #[arg(long, default_value = "out/toyland-model")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A few steps per stage, to check the pipeline end to end (not a usable model).
+        #[arg(long)]
+        smoke: bool,
     },
 }
 
@@ -28,6 +40,12 @@ pub fn run(cmd: ToylandCmd) -> Result<()> {
             }
             let refs = vstar_toyland::toybooth::write_references(&out.join("toybooth"), size)?;
             println!("{} ToyBooth reference renders under {}", refs.len(), out.join("toybooth").display());
+            Ok(())
+        }
+        ToylandCmd::Pretrain { out, seed, smoke } => {
+            let recipe = if smoke { Recipe::smoke() } else { Recipe::full() };
+            let log = |l: &str| eprintln!("{l}");
+            Pretrain { out, seed, recipe, log: &log, dev: candle_core::Device::Cpu }.run()?;
             Ok(())
         }
     }

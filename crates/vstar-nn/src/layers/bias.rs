@@ -5,17 +5,17 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// The tensor viewed as (outer, channels, inner) around `axis`.
+/// The tensor viewed as (outer, channels, inner) around `axis`; kernels walk it in
+/// chunks of `channels * inner`.
 #[derive(Debug, Clone, Copy)]
 struct Runs {
-    outer: usize,
     channels: usize,
     inner: usize,
 }
 
 impl Runs {
     fn of(dims: &[usize], axis: usize) -> Runs {
-        Runs { outer: dims[..axis].iter().product(), channels: dims[axis], inner: dims[axis + 1..].iter().product() }
+        Runs { channels: dims[axis], inner: dims[axis + 1..].iter().product() }
     }
 }
 

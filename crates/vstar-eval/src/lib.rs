@@ -1,0 +1,4 @@
+//! vstar-eval: how results are judged - SSIM, the Toyland oracles as metrics (per-element
+//! recall, identity similarity), and `vstar toyland check`.
+
+pub mod ssim;

@@ -1,0 +1,170 @@
+//! `vstar toyland pretrain`: trains Toyland's miniature Stable Diffusion and its judges with
+//! vstar's own model code, in stages, into a diffusers-layout folder:
+//!
+//! 1. `vae/` - AutoencoderKL, 32 px renders to 8x8x4 latents;
+//! 2. `text_encoder/` - a CLIP text transformer trained contrastively against an image tower,
+//!    then frozen (as SD freezes CLIP);
+//! 3. `unet/` - the text-to-image UNet on the frozen VAE's latents (epsilon, min-SNR, EMA,
+//!    10% empty captions for classifier-free guidance);
+//! 4. `oracles/attribute`, `oracles/identity` - judges trained on renders only;
+//! 5. `oracles/eval_clip` - a second CLIP (other seed and sizes) for CLIP-T / CLIP-I stand-ins.
+//!
+//! Every stage checkpoints under `<out>/.checkpoints/<stage>` and skips itself once its
+//! weights are written, so an interrupted run picks up where it stopped.
+
+mod clip_stage;
+pub mod contrastive;
+pub mod data;
+mod layout;
+mod oracle_stage;
+pub mod store;
+pub mod tower;
+mod unet_stage;
+mod vae_stage;
+
+pub use layout::Layout;
+pub use oracle_stage::{AttributeOracle, IdentityOracle, HEADS};
+
+use candle_core::{Device, Result, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use vstar_train::optim::AdamWConfig;
+use vstar_train::run::{Metrics, Run, RunConfig};
+
+/// Step counts and batch sizes. `full` is what the shipped weights come from; `smoke` runs
+/// every stage for a few steps (tests).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Recipe {
+    pub vae_steps: usize,
+    pub clip_steps: usize,
+    pub unet_steps: usize,
+    pub attribute_steps: usize,
+    pub identity_steps: usize,
+    pub eval_clip_steps: usize,
+    pub vae_batch: usize,
+    /// Batch of the UNet and oracle stages (the CLIP stages use twice this).
+    pub batch: usize,
+    pub checkpoint_every: usize,
+    pub log_every: usize,
+}
+
+impl Recipe {
+    pub fn full() -> Self {
+        Self {
+            vae_steps: 600,
+            clip_steps: 600,
+            unet_steps: 1800,
+            attribute_steps: 700,
+            identity_steps: 600,
+            eval_clip_steps: 400,
+            vae_batch: 32,
+            batch: 48,
+            checkpoint_every: 100,
+            log_every: 25,
+        }
+    }
+
+    pub fn smoke() -> Self {
+        Self {
+            vae_steps: 3,
+            clip_steps: 3,
+            unet_steps: 3,
+            attribute_steps: 3,
+            identity_steps: 3,
+            eval_clip_steps: 3,
+            vae_batch: 2,
+            batch: 4,
+            checkpoint_every: 2,
+            log_every: 1,
+        }
+    }
+}
+
+/// One pretraining run: where it writes, its seed and recipe, and where progress goes.
+pub struct Pretrain<'a> {
+    pub out: PathBuf,
+    pub seed: u64,
+    pub recipe: Recipe,
+    pub log: &'a dyn Fn(&str),
+    pub dev: Device,
+}
+
+/// A stage's trainable model: built from a VarBuilder, trained by a step function.
+pub(crate) struct StageSpec<'s> {
+    pub name: &'s str,
+    /// Stage number: seeds its data stream and its initialisation.
+    pub id: u64,
+    pub dir: PathBuf,
+    pub file: &'s str,
+    pub config: serde_json::Value,
+    pub steps: usize,
+    pub optim: AdamWConfig,
+    pub ema: Option<f64>,
+}
+
+impl Pretrain<'_> {
+    pub fn run(&self) -> Result<Layout> {
+        let started = std::time::Instant::now();
+        let layout = Layout::new(&self.out);
+        layout.write_static_files()?;
+        let vae = vae_stage::train(self, &layout)?;
+        let text = clip_stage::train_conditioning(self, &layout)?;
+        unet_stage::train(self, &layout, &vae, &text)?;
+        oracle_stage::train_attribute(self, &layout)?;
+        oracle_stage::train_identity(self, &layout)?;
+        clip_stage::train_eval(self, &layout)?;
+        let _ = std::fs::remove_dir_all(layout.checkpoints());
+        (self.log)(&format!(
+            "pretraining done in {:.1} min: {}",
+            started.elapsed().as_secs_f64() / 60.0,
+            self.out.display()
+        ));
+        Ok(layout)
+    }
+
+    /// Trains `build`'s model with `step` unless `spec.dir/spec.file` already exists; returns
+    /// the final (EMA when set) weights either way.
+    pub(crate) fn stage<M>(
+        &self,
+        spec: StageSpec,
+        build: impl Fn(VarBuilder) -> Result<M>,
+        mut step: impl FnMut(&M, usize) -> Result<(Tensor, Metrics)>,
+    ) -> Result<HashMap<String, Tensor>> {
+        if let Some(w) = store::load(&spec.dir, spec.file, &self.dev)? {
+            (self.log)(&format!("{}: already trained ({})", spec.name, spec.dir.display()));
+            return Ok(w);
+        }
+        let vm = VarMap::new();
+        let model = build(VarBuilder::from_varmap(&vm, candle_core::DType::F32, &self.dev))?;
+        let vars = store::named_vars(&vm);
+        vstar_train::init::reseed(&vars, self.seed ^ (spec.id << 32))?;
+        let params: usize = vars.iter().map(|(_, v, _)| v.elem_count()).sum();
+        (self.log)(&format!("{}: {:.2} M parameters, {} steps", spec.name, params as f64 / 1e6, spec.steps));
+        let config = RunConfig {
+            name: spec.name.to_string(),
+            steps: spec.steps,
+            optim: spec.optim,
+            ema_decay: spec.ema,
+            checkpoint_every: self.recipe.checkpoint_every,
+            log_every: self.recipe.log_every,
+            dir: self.out.join(".checkpoints").join(spec.name),
+        };
+        let mut run = Run::new(vars, config)?;
+        run.train(&mut |l| (self.log)(l), |s| step(&model, s))?;
+        let weights = run.weights();
+        store::save(&spec.dir, spec.file, &spec.config, &weights)?;
+        Ok(weights)
+    }
+}
+
+/// AdamW with warmup and cosine decay over `steps`.
+pub(crate) fn optim(lr: f64, steps: usize) -> AdamWConfig {
+    let warmup = (steps / 20).max(1);
+    AdamWConfig { lr, warmup_steps: warmup, cosine_steps: Some(steps - warmup), ..Default::default() }
+}
+
+/// Rough check that a folder is a finished pretraining output.
+pub fn is_complete(dir: &Path) -> bool {
+    Layout::new(dir).is_complete()
+}

@@ -1,0 +1,182 @@
+//! Stages 4 and 5: the oracles, trained on renders only (never on generated images).
+//! - attribute oracle: one classification head per attribute on an image tower;
+//! - identity oracle (the DINO stand-in): an embedding where one instance under different
+//!   contexts and styles lands close and different instances apart (contrastive on pairs of
+//!   views of the same instance).
+
+use super::contrastive::{info_nce, normalize};
+use super::data;
+use super::layout::{Layout, WEIGHTS_TRANSFORMERS};
+use super::tower::{ImageTower, TowerConfig};
+use super::{optim, store, Pretrain, StageSpec};
+use crate::context::{Accessory, ColorMod, Material, Scene, Style};
+use crate::labels::Labels;
+use crate::superclass::Superclass;
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::VarBuilder;
+use std::path::Path;
+
+/// The attribute heads: name and number of classes.
+pub const HEADS: [(&str, usize); 6] = [
+    ("superclass", Superclass::ALL.len()),
+    ("scene", Scene::ALL.len()),
+    ("color", ColorMod::ALL.len()),
+    ("accessory", Accessory::ALL.len()),
+    ("material", Material::ALL.len()),
+    ("style", Style::ALL.len()),
+];
+
+/// The class index of each head for `l`; None where the head cannot see it (colour in a
+/// grayscale sketch).
+pub fn targets(l: &Labels) -> [Option<usize>; 6] {
+    [
+        Some(l.superclass.index()),
+        Some(l.scene.index()),
+        l.color_visible().then(|| l.color.index()),
+        Some(l.accessory.index()),
+        Some(l.material.index()),
+        Some(l.style.index()),
+    ]
+}
+
+fn attribute_tower() -> TowerConfig {
+    TowerConfig { channels: vec![32, 64, 128], embed_dim: 128, groups: 16 }
+}
+
+fn identity_tower() -> TowerConfig {
+    TowerConfig { channels: vec![32, 64, 128], embed_dim: 64, groups: 16 }
+}
+
+fn read_tower(dir: &Path, dev: &Device) -> Result<(TowerConfig, VarBuilder<'static>)> {
+    let cfg: TowerConfig = serde_json::from_value(vstar_nn::config::read_json(&dir.join("config.json"))?)
+        .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", dir.join("config.json").display())))?;
+    let w = store::load(dir, WEIGHTS_TRANSFORMERS, dev)?.ok_or_else(|| {
+        candle_core::Error::Msg(format!("{}: missing; run `vstar toyland pretrain`", dir.display()))
+    })?;
+    Ok((cfg, store::frozen(&w, dev)))
+}
+
+pub struct AttributeOracle {
+    tower: ImageTower,
+    heads: Vec<candle_nn::Linear>,
+}
+
+impl AttributeOracle {
+    pub fn new(cfg: &TowerConfig, vb: VarBuilder) -> Result<Self> {
+        let heads = HEADS
+            .iter()
+            .map(|(name, n)| candle_nn::linear(cfg.embed_dim, *n, vb.pp(format!("heads.{name}"))))
+            .collect::<Result<_>>()?;
+        Ok(Self { tower: ImageTower::new(cfg, vb.pp("tower"))?, heads })
+    }
+
+    pub fn load(dir: &Path, dev: &Device) -> Result<Self> {
+        let (cfg, vb) = read_tower(dir, dev)?;
+        Self::new(&cfg, vb)
+    }
+
+    /// Logits per head for images (B, 3, H, W) in [-1, 1].
+    pub fn logits(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let f = self.tower.forward(x)?.gelu()?;
+        self.heads.iter().map(|h| candle_nn::Module::forward(h, &f)).collect()
+    }
+
+    /// The predicted class per head per image.
+    pub fn predict(&self, x: &Tensor) -> Result<Vec<Vec<usize>>> {
+        let per_head: Vec<Vec<u32>> =
+            self.logits(x)?.iter().map(|l| l.argmax(D::Minus1)?.to_vec1::<u32>()).collect::<Result<_>>()?;
+        Ok((0..x.dim(0)?).map(|i| per_head.iter().map(|h| h[i] as usize).collect()).collect())
+    }
+}
+
+pub struct IdentityOracle {
+    tower: ImageTower,
+}
+
+impl IdentityOracle {
+    pub fn load(dir: &Path, dev: &Device) -> Result<Self> {
+        let (cfg, vb) = read_tower(dir, dev)?;
+        Ok(Self { tower: ImageTower::new(&cfg, vb)? })
+    }
+
+    /// Unit-length identity embeddings (B, D).
+    pub fn embed(&self, x: &Tensor) -> Result<Tensor> {
+        normalize(&self.tower.forward(x)?)
+    }
+}
+
+/// Cross-entropy of one head over the rows that have a target.
+fn head_loss(logits: &Tensor, targets: &[Option<usize>]) -> Result<(Tensor, f64)> {
+    let rows: Vec<u32> = targets.iter().enumerate().filter_map(|(i, t)| t.map(|_| i as u32)).collect();
+    let want: Vec<u32> = targets.iter().filter_map(|t| t.map(|t| t as u32)).collect();
+    let dev = logits.device();
+    let l = logits.index_select(&Tensor::new(rows.as_slice(), dev)?, 0)?;
+    let want = Tensor::new(want.as_slice(), dev)?;
+    let acc = l.argmax(D::Minus1)?.eq(&want)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()? as f64;
+    Ok((candle_nn::loss::cross_entropy(&l, &want)?, acc))
+}
+
+pub fn train_attribute(p: &Pretrain, layout: &Layout) -> Result<()> {
+    const STAGE: u64 = 4;
+    let cfg = attribute_tower();
+    let (b, dev) = (p.recipe.batch, &p.dev);
+    let spec = StageSpec {
+        name: "attribute-oracle",
+        id: STAGE,
+        dir: layout.oracle("attribute"),
+        file: WEIGHTS_TRANSFORMERS,
+        config: serde_json::to_value(&cfg).expect("json"),
+        steps: p.recipe.attribute_steps,
+        optim: optim(1e-3, p.recipe.attribute_steps),
+        ema: None,
+    };
+    p.stage(
+        spec,
+        |vb| AttributeOracle::new(&cfg, vb),
+        |oracle, s| {
+            let (specs, labels) = data::labelled(p.seed, STAGE, s, b);
+            let logits = oracle.logits(&data::images(&specs, dev)?)?;
+            let targets: Vec<[Option<usize>; 6]> = labels.iter().map(targets).collect();
+            let mut total: Option<Tensor> = None;
+            let mut worst = 1f64;
+            for (h, l) in logits.iter().enumerate() {
+                let (loss, acc) = head_loss(l, &targets.iter().map(|t| t[h]).collect::<Vec<_>>())?;
+                worst = worst.min(acc);
+                total = Some(match total {
+                    None => loss,
+                    Some(t) => (t + loss)?,
+                });
+            }
+            Ok((total.expect("six heads"), vec![("worst_head_acc", worst)]))
+        },
+    )?;
+    Ok(())
+}
+
+pub fn train_identity(p: &Pretrain, layout: &Layout) -> Result<()> {
+    const STAGE: u64 = 5;
+    let cfg = identity_tower();
+    let (b, dev) = (p.recipe.batch, &p.dev);
+    let spec = StageSpec {
+        name: "identity-oracle",
+        id: STAGE,
+        dir: layout.oracle("identity"),
+        file: WEIGHTS_TRANSFORMERS,
+        config: serde_json::to_value(&cfg).expect("json"),
+        steps: p.recipe.identity_steps,
+        optim: optim(1e-3, p.recipe.identity_steps),
+        ema: None,
+    };
+    p.stage(
+        spec,
+        |vb| ImageTower::new(&cfg, vb),
+        |tower, s| {
+            let views = data::paired_views(p.seed, STAGE, s, b);
+            let e = tower.forward(&data::images(&views, dev)?)?;
+            let half = b / 2;
+            let (loss, acc) = info_nce(&e.narrow(0, 0, half)?, &e.narrow(0, half, half)?, 10.0)?;
+            Ok((loss, vec![("match", acc)]))
+        },
+    )?;
+    Ok(())
+}

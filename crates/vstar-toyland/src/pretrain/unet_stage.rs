@@ -1,0 +1,76 @@
+//! Stage 3: the text-to-image UNet, on the frozen VAE's scaled latents and the frozen text
+//! encoder's last hidden states. Epsilon prediction with min-SNR-5 weighting, EMA weights for
+//! sampling, and 10% empty captions so classifier-free guidance works.
+
+use super::clip_stage::{self, CONTEXT};
+use super::data::{self, item_seed};
+use super::layout::{Layout, WEIGHTS_DIFFUSERS};
+use super::{optim, Pretrain, StageSpec};
+use candle_core::{Result, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use vstar_diffusion::noise::NoiseSource;
+use vstar_diffusion::scheduler::SchedulerConfig;
+use vstar_nn::config::UNetConfig;
+use vstar_nn::models::{ClipTextModel, UNet, Vae};
+use vstar_nn::tokenizer::ClipTokenizer;
+use vstar_nn::Ctx;
+use vstar_train::denoise::Denoise;
+
+const STAGE: u64 = 3;
+const NULL_CAPTION_P: f64 = 0.1;
+
+pub fn config() -> serde_json::Value {
+    serde_json::json!({
+        "_class_name": "UNet2DConditionModel",
+        "_diffusers_version": "0.42.1",
+        "sample_size": data::SIZE / 4, "in_channels": 4, "out_channels": 4,
+        "block_out_channels": [64, 128], "layers_per_block": 1,
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+        "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+        "cross_attention_dim": clip_stage::conditioning_sizes().hidden,
+        "attention_head_dim": [2, 4], "norm_num_groups": 32
+    })
+}
+
+pub fn train(p: &Pretrain, layout: &Layout, vae: &Vae, text: &ClipTextModel) -> Result<()> {
+    let cfg: UNetConfig = serde_json::from_value(config()).expect("valid UNet config");
+    let tok = ClipTokenizer::from_dir(&layout.tokenizer())?;
+    assert_eq!(tok.max_length, CONTEXT);
+    let sched = SchedulerConfig::from_file(layout.root.join("scheduler").join("scheduler_config.json"))?;
+    let denoise = Denoise::new(&sched, Some(5.0))?;
+    let (b, dev) = (p.recipe.batch, &p.dev);
+    let spec = StageSpec {
+        name: "unet",
+        id: STAGE,
+        dir: layout.unet(),
+        file: WEIGHTS_DIFFUSERS,
+        config: config(),
+        steps: p.recipe.unet_steps,
+        optim: optim(5e-4, p.recipe.unet_steps),
+        ema: Some(0.995),
+    };
+    p.stage(
+        spec,
+        |vb| UNet::new(&cfg, vb),
+        |unet, s| {
+            let (specs, mut captions) = data::captioned(p.seed, STAGE, s, b);
+            let mut rng = ChaCha8Rng::seed_from_u64(item_seed(p.seed, STAGE + 2000, s, 0));
+            for c in captions.iter_mut() {
+                if rng.random_bool(NULL_CAPTION_P) {
+                    c.clear();
+                }
+            }
+            let t: Vec<usize> = (0..b).map(|_| rng.random_range(0..denoise.train_timesteps())).collect();
+            let mut noise = NoiseSource::new(item_seed(p.seed, STAGE + 1000, s, 0));
+            let d = vae.encode(&data::images(&specs, dev)?)?;
+            let z = vae.scale_latents(&d.sample(&noise.randn(d.mean.shape(), dev)?)?)?;
+            let ctx = text.forward(&clip_stage::ids(&tok, &captions, dev)?, None)?.last_hidden;
+            let (xt, target) = denoise.noisy_and_target(&z, &noise.randn(z.shape(), dev)?, &t)?;
+            let tt = Tensor::from_vec(t.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, dev)?;
+            let pred = unet.forward(&xt, &tt, &ctx, None, &mut Ctx::default())?;
+            Ok((denoise.loss(&pred, &target, &t)?, vec![]))
+        },
+    )?;
+    Ok(())
+}
