@@ -3,5 +3,6 @@
 pub mod guidance;
 pub mod images;
 pub mod noise;
+pub mod pipeline;
 pub mod sampler;
 pub mod scheduler;

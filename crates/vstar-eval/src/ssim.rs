@@ -35,15 +35,21 @@ fn blur(p: &[f64], h: usize, w: usize) -> Vec<f64> {
     let mut tmp = vec![0f64; h * w];
     for y in 0..h {
         for x in 0..w {
-            tmp[y * w + x] =
-                k.iter().enumerate().map(|(j, kv)| kv * p[y * w + reflect(x as isize + j as isize - RADIUS as isize, w)]).sum();
+            tmp[y * w + x] = k
+                .iter()
+                .enumerate()
+                .map(|(j, kv)| kv * p[y * w + reflect(x as isize + j as isize - RADIUS as isize, w)])
+                .sum();
         }
     }
     let mut out = vec![0f64; h * w];
     for y in 0..h {
         for x in 0..w {
-            out[y * w + x] =
-                k.iter().enumerate().map(|(j, kv)| kv * tmp[reflect(y as isize + j as isize - RADIUS as isize, h) * w + x]).sum();
+            out[y * w + x] = k
+                .iter()
+                .enumerate()
+                .map(|(j, kv)| kv * tmp[reflect(y as isize + j as isize - RADIUS as isize, h) * w + x])
+                .sum();
         }
     }
     out

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 #[test]
 fn matches_scikit_image() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ssim");
-    let cases: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
     for c in cases.as_array().unwrap() {
         let load = |k: &str| image::open(dir.join(c[k].as_str().unwrap())).unwrap().to_rgb8();
         let got = vstar_eval::ssim::ssim(&load("a"), &load("b")).unwrap();

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use std::path::PathBuf;
+use vstar_eval::toyland_check::CheckSize;
 use vstar_toyland::pretrain::{Pretrain, Recipe};
 
 #[derive(Subcommand, Debug)]
@@ -27,6 +28,17 @@ pub enum ToylandCmd {
         #[arg(long)]
         smoke: bool,
     },
+    /// Print the figures that say whether a pretrained Toyland is fit for use: oracle
+    /// accuracy, identity retrieval, the base model's prompt following, sampling time, and
+    /// polluted vs unseen rare tokens.
+    Check {
+        /// A `vstar toyland pretrain` output folder (default: the shipped Toyland).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// A tiny version of every check (to test the command, not the model).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 pub fn run(cmd: ToylandCmd) -> Result<()> {
@@ -46,6 +58,18 @@ pub fn run(cmd: ToylandCmd) -> Result<()> {
             let recipe = if smoke { Recipe::smoke() } else { Recipe::full() };
             let log = |l: &str| eprintln!("{l}");
             Pretrain { out, seed, recipe, log: &log, dev: candle_core::Device::Cpu }.run()?;
+            Ok(())
+        }
+        ToylandCmd::Check { model, quick } => {
+            let dir = match model {
+                Some(m) => m,
+                None => vstar_nn::locate::resolve_model(None)?,
+            };
+            if !vstar_toyland::pretrain::is_complete(&dir) {
+                anyhow::bail!("{}: not a complete `vstar toyland pretrain` output (oracles missing)", dir.display());
+            }
+            let size = if quick { CheckSize::quick() } else { CheckSize::full() };
+            vstar_eval::toyland_check::run(&dir, size, &mut |l| println!("{l}"))?;
             Ok(())
         }
     }

@@ -55,11 +55,16 @@ impl Clip {
     /// Reads `dir/config.json` ({"text": .., "image": ..}) and `dir/clip.safetensors`.
     pub fn load(dir: &Path, dev: &Device) -> Result<Self> {
         let cfg: serde_json::Value = vstar_nn::config::read_json(&dir.join("config.json"))?;
-        let parse = |k: &str| cfg.get(k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("{}: no `{k}`", dir.display())));
-        let text: ClipTextConfig = serde_json::from_value(parse("text")?).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let tower: TowerConfig = serde_json::from_value(parse("image")?).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let w = store::load(dir, FILE, dev)?
-            .ok_or_else(|| candle_core::Error::Msg(format!("{}: missing; run `vstar toyland pretrain`", dir.join(FILE).display())))?;
+        let parse = |k: &str| {
+            cfg.get(k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("{}: no `{k}`", dir.display())))
+        };
+        let text: ClipTextConfig =
+            serde_json::from_value(parse("text")?).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let tower: TowerConfig =
+            serde_json::from_value(parse("image")?).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let w = store::load(dir, FILE, dev)?.ok_or_else(|| {
+            candle_core::Error::Msg(format!("{}: missing; run `vstar toyland pretrain`", dir.join(FILE).display()))
+        })?;
         Self::new(&text, &tower, store::frozen(&w, dev))
     }
 
@@ -77,13 +82,29 @@ pub fn ids(tok: &ClipTokenizer, captions: &[String], dev: &Device) -> Result<Ten
     Tensor::from_vec(rows, (captions.len(), tok.max_length), dev)
 }
 
-fn train_clip(p: &Pretrain, name: &str, stage: u64, dir: &Path, sizes: &Sizes, steps: usize) -> Result<HashMap<String, Tensor>> {
+fn train_clip(
+    p: &Pretrain,
+    name: &str,
+    stage: u64,
+    dir: &Path,
+    sizes: &Sizes,
+    steps: usize,
+) -> Result<HashMap<String, Tensor>> {
     let tok = ClipTokenizer::from_dir(&Path::new(&p.out).join("tokenizer"))?;
     let text_json = text_config(&tok, sizes, true);
     let text: ClipTextConfig = serde_json::from_value(text_json.clone()).expect("valid CLIP config");
     let config = serde_json::json!({ "text": text_json, "image": sizes.tower });
     let (b, dev) = (p.recipe.batch * 2, &p.dev);
-    let spec = StageSpec { name, id: stage, dir: dir.to_path_buf(), file: FILE, config, steps, optim: optim(1e-3, steps), ema: None };
+    let spec = StageSpec {
+        name,
+        id: stage,
+        dir: dir.to_path_buf(),
+        file: FILE,
+        config,
+        steps,
+        optim: optim(1e-3, steps),
+        ema: None,
+    };
     p.stage(
         spec,
         |vb| Clip::new(&text, &sizes.tower, vb),
@@ -98,21 +119,36 @@ fn train_clip(p: &Pretrain, name: &str, stage: u64, dir: &Path, sizes: &Sizes, s
 }
 
 pub fn conditioning_sizes() -> Sizes {
-    Sizes { hidden: 128, layers: 3, heads: 4, embed: 128, tower: TowerConfig { channels: vec![32, 64, 128], embed_dim: 128, groups: 16 } }
+    Sizes {
+        hidden: 128,
+        layers: 3,
+        heads: 4,
+        embed: 128,
+        tower: TowerConfig { channels: vec![32, 64, 128], embed_dim: 128, groups: 16 },
+    }
 }
 
 pub fn eval_sizes() -> Sizes {
-    Sizes { hidden: 96, layers: 2, heads: 3, embed: 96, tower: TowerConfig { channels: vec![24, 48, 96], embed_dim: 96, groups: 8 } }
+    Sizes {
+        hidden: 96,
+        layers: 2,
+        heads: 3,
+        embed: 96,
+        tower: TowerConfig { channels: vec![24, 48, 96], embed_dim: 96, groups: 8 },
+    }
 }
 
 /// Stage 2: the conditioning CLIP; writes `text_encoder/` (the text tower alone, as
 /// CLIPTextModel) and returns it frozen.
 pub fn train_conditioning(p: &Pretrain, layout: &Layout) -> Result<ClipTextModel> {
     let sizes = conditioning_sizes();
-    let w = train_clip(p, "conditioning-clip", 2 + 10, &layout.oracle("conditioning_clip"), &sizes, p.recipe.clip_steps)?;
+    let w =
+        train_clip(p, "conditioning-clip", 2 + 10, &layout.oracle("conditioning_clip"), &sizes, p.recipe.clip_steps)?;
     let text: HashMap<String, Tensor> = w
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix("text.").filter(|k| *k != "text_projection.weight").map(|k| (k.to_string(), v.clone())))
+        .filter_map(|(k, v)| {
+            k.strip_prefix("text.").filter(|k| *k != "text_projection.weight").map(|k| (k.to_string(), v.clone()))
+        })
         .collect();
     let tok = ClipTokenizer::from_dir(&layout.tokenizer())?;
     let json = text_config(&tok, &sizes, false);

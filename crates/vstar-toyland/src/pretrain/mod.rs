@@ -22,8 +22,9 @@ pub mod tower;
 mod unet_stage;
 mod vae_stage;
 
+pub use clip_stage::Clip;
 pub use layout::Layout;
-pub use oracle_stage::{AttributeOracle, IdentityOracle, HEADS};
+pub use oracle_stage::{targets as oracle_targets, AttributeOracle, IdentityOracle, HEADS};
 
 use candle_core::{Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};

@@ -1,0 +1,80 @@
+//! The Toyland judges as metrics: the attribute oracle (which prompt elements an image
+//! shows), the identity oracle (how much an image looks like a subject) and the evaluation
+//! CLIP. All trained on renders only (`vstar toyland pretrain`), never on generated images.
+
+use candle_core::{Device, Result, Tensor};
+use std::path::Path;
+use vstar_toyland::caption::Elements;
+use vstar_toyland::pretrain::{AttributeOracle, IdentityOracle};
+use vstar_toyland::superclass::Superclass;
+
+pub struct Judges {
+    pub attribute: AttributeOracle,
+    pub identity: IdentityOracle,
+}
+
+/// The oracles' input side in pixels.
+pub const SIDE: usize = 32;
+
+fn to_oracle_input(images: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = images.dims4()?;
+    if (h, w) != (SIDE, SIDE) {
+        candle_core::bail!("the Toyland oracles judge {SIDE}x{SIDE} images, got {h}x{w}");
+    }
+    (images * 2.0)? - 1.0
+}
+
+impl Judges {
+    /// From a pretrained Toyland folder (`<model>/oracles/...`).
+    pub fn load(model_dir: &Path, dev: &Device) -> Result<Self> {
+        let o = model_dir.join("oracles");
+        Ok(Self {
+            attribute: AttributeOracle::load(&o.join("attribute"), dev)?,
+            identity: IdentityOracle::load(&o.join("identity"), dev)?,
+        })
+    }
+
+    /// Predicted class per head (order of `vstar_toyland::pretrain::HEADS`) for images
+    /// (B, 3, 32, 32) in [0, 1].
+    pub fn attributes(&self, images: &Tensor) -> Result<Vec<Vec<usize>>> {
+        self.attribute.predict(&to_oracle_input(images)?)
+    }
+
+    /// Unit identity embeddings (B, D) for images in [0, 1].
+    pub fn identity(&self, images: &Tensor) -> Result<Tensor> {
+        self.identity.embed(&to_oracle_input(images)?)
+    }
+}
+
+/// For one image's predictions: the superclass check and each asked element, found or not.
+/// Colour is not judged in a sketch (grayscale), as the oracle cannot see it.
+pub fn element_hits(pred: &[usize], class: Superclass, el: &Elements) -> Vec<(&'static str, bool)> {
+    let mut v = vec![("superclass", pred[0] == class.index())];
+    if let Some(s) = el.scene {
+        v.push(("scene", pred[1] == s.index()));
+    }
+    if let Some(c) = el.color {
+        if el.style != Some(vstar_toyland::context::Style::Sketch) {
+            v.push(("color", pred[2] == c.index()));
+        }
+    }
+    if let Some(a) = el.accessory {
+        v.push(("accessory", pred[3] == a.index()));
+    }
+    if let Some(m) = el.material {
+        v.push(("material", pred[4] == m.index()));
+    }
+    if let Some(s) = el.style {
+        v.push(("style", pred[5] == s.index()));
+    }
+    v
+}
+
+/// Fraction of the asked context elements found (the superclass excluded); 1 when none asked.
+pub fn element_recall(hits: &[(&'static str, bool)]) -> f64 {
+    let ctx: Vec<bool> = hits.iter().filter(|(k, _)| *k != "superclass").map(|(_, h)| *h).collect();
+    if ctx.is_empty() {
+        return 1.0;
+    }
+    ctx.iter().filter(|h| **h).count() as f64 / ctx.len() as f64
+}

@@ -1,0 +1,217 @@
+//! `vstar toyland check`: the figures that say whether a pretrained Toyland is fit for use -
+//! oracle accuracy (renders and VAE round-trips), identity retrieval on ToyBooth subjects,
+//! the base model's prompt following with CFG, sampling time, and polluted vs unseen tokens.
+//! Everything is drawn from fixed seeds that pretraining never used.
+
+use crate::judges::{element_hits, Judges, SIDE};
+use crate::ssim::mean_pairwise;
+use candle_core::{Device, Result, Tensor, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+use vstar_diffusion::guidance::{Cfg, PromptKind};
+use vstar_diffusion::{images, pipeline, sampler};
+use vstar_nn::model::Model;
+use vstar_toyland::caption::{canonical, Elements, MentionSet};
+use vstar_toyland::context::Context;
+use vstar_toyland::instance::Instance;
+use vstar_toyland::labels::Labels;
+use vstar_toyland::pretrain::{data, oracle_targets, HEADS};
+use vstar_toyland::spec::SceneSpec;
+use vstar_toyland::superclass::Superclass;
+use vstar_toyland::{manifest, POLLUTED};
+
+/// Seeds of the check's own data stream (pretraining uses stages 1..16 and their offsets).
+const CHECK_STREAM: u64 = 0xC4EC;
+pub const GUIDANCE: f64 = 5.0;
+pub const STEPS: usize = 30;
+
+/// How big the check is; `quick` for tests.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckSize {
+    pub renders: usize,
+    pub queries_per_subject: usize,
+    pub prompts: usize,
+    pub images_per_prompt: usize,
+    pub token_images: usize,
+}
+
+impl CheckSize {
+    pub fn full() -> Self {
+        Self { renders: 480, queries_per_subject: 6, prompts: 96, images_per_prompt: 2, token_images: 8 }
+    }
+    pub fn quick() -> Self {
+        Self { renders: 8, queries_per_subject: 1, prompts: 2, images_per_prompt: 1, token_images: 2 }
+    }
+}
+
+fn pct(hits: usize, n: usize) -> String {
+    if n == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}% ({hits}/{n})", 100.0 * hits as f64 / n as f64)
+    }
+}
+
+/// Held-out renders: half fresh generic instances, half reserved-region (ToyBooth-like)
+/// instances, in uniformly drawn contexts.
+fn held_out(n: usize) -> (Vec<SceneSpec>, Vec<Labels>) {
+    (0..n)
+        .map(|i| {
+            let mut rng = ChaCha8Rng::seed_from_u64(data::item_seed(CHECK_STREAM, 1, 0, i));
+            let sc = Superclass::ALL[rng.random_range(0..Superclass::ALL.len())];
+            let inst =
+                if i % 2 == 0 { Instance::sample(sc, &mut rng) } else { Instance::sample_reserved(sc, &mut rng) };
+            let spec = SceneSpec::new(inst, Context::sample_uniform(&mut rng), rng.random());
+            let l = Labels::of(&spec);
+            (spec, l)
+        })
+        .unzip()
+}
+
+/// Per-head accuracy of predictions against labels.
+fn head_accuracy(preds: &[Vec<usize>], labels: &[Labels]) -> Vec<(usize, usize)> {
+    let mut acc = vec![(0usize, 0usize); HEADS.len()];
+    for (p, l) in preds.iter().zip(labels) {
+        for (h, t) in oracle_targets(l).iter().enumerate() {
+            if let Some(t) = t {
+                acc[h].1 += 1;
+                acc[h].0 += (p[h] == *t) as usize;
+            }
+        }
+    }
+    acc
+}
+
+fn in_chunks<T>(x: &Tensor, chunk: usize, mut f: impl FnMut(&Tensor) -> Result<Vec<T>>) -> Result<Vec<T>> {
+    let mut out = vec![];
+    let n = x.dim(0)?;
+    for s in (0..n).step_by(chunk) {
+        out.extend(f(&x.narrow(0, s, chunk.min(n - s))?)?);
+    }
+    Ok(out)
+}
+
+pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Result<()> {
+    let dev = Device::Cpu;
+    let model = Model::load(model_dir, &dev)?;
+    let judges = Judges::load(model_dir, &dev)?;
+
+    // 1. Oracles on held-out renders and on their VAE round trips.
+    let (specs, labels) = held_out(size.renders);
+    let x = ((data::images(&specs, &dev)? + 1.0)? / 2.0)?;
+    let on_renders = in_chunks(&x, 64, |c| judges.attributes(c))?;
+    let round = in_chunks(&x, 64, |c| Ok(vec![sampler::decode(&model, &sampler::encode(&model, c)?)?]))?;
+    let round = Tensor::cat(&round, 0)?;
+    let on_round = in_chunks(&round, 64, |c| judges.attributes(c))?;
+    out(&format!("## Attribute oracle on {} held-out renders (half reserved-region instances)", size.renders));
+    out("| head | renders | VAE round trips |\n|---|---|---|");
+    for (h, ((a, n), (b, m))) in
+        head_accuracy(&on_renders, &labels).into_iter().zip(head_accuracy(&on_round, &labels)).enumerate()
+    {
+        out(&format!("| {} | {} | {} |", HEADS[h].0, pct(a, n), pct(b, m)));
+    }
+
+    // 2. Identity retrieval: each query render's nearest subject centroid (ToyBooth references).
+    let tb = manifest();
+    let mut centroids = vec![];
+    for s in &tb.subjects {
+        let r = ((data::images(&s.references, &dev)? + 1.0)? / 2.0)?;
+        centroids.push(judges.identity(&r)?.mean(0)?);
+    }
+    let centroids = vstar_toyland::pretrain::contrastive::normalize(&Tensor::stack(&centroids, 0)?)?;
+    let (mut hits, mut total, mut same_class_hits, mut same_class_total) = (0, 0, 0, 0);
+    for (si, s) in tb.subjects.iter().enumerate() {
+        let queries: Vec<SceneSpec> = (0..size.queries_per_subject)
+            .map(|q| {
+                let mut rng = ChaCha8Rng::seed_from_u64(data::item_seed(CHECK_STREAM, 2, si, q));
+                SceneSpec::new(s.instance.clone(), Context::sample_uniform(&mut rng), rng.random())
+            })
+            .collect();
+        let e = judges.identity(&((data::images(&queries, &dev)? + 1.0)? / 2.0)?)?;
+        let sims = e.matmul(&centroids.t()?)?;
+        let best = sims.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        for b in best {
+            total += 1;
+            hits += (b as usize == si) as usize;
+            // The harder question: against the other subject of the same superclass only.
+            if tb.subjects[b as usize].superclass == s.superclass {
+                same_class_total += 1;
+                same_class_hits += (b as usize == si) as usize;
+            }
+        }
+    }
+    out(&format!(
+        "\n## Identity oracle: top-1 retrieval over {} ToyBooth subjects\n{} (queries whose nearest subject had the same superclass: {})",
+        tb.subjects.len(),
+        pct(hits, total),
+        pct(same_class_hits, same_class_total)
+    ));
+
+    // 3. The base model with CFG on held-out prompt combinations.
+    let cfg = Cfg { scale: GUIDANCE };
+    let mut per_element: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut all_present = (0, 0);
+    for p in 0..size.prompts {
+        let mut rng = ChaCha8Rng::seed_from_u64(data::item_seed(CHECK_STREAM, 3, p, 0));
+        let sc = Superclass::ALL[p % Superclass::ALL.len()];
+        let ctx = Context::sample_uniform(&mut rng);
+        let spec = SceneSpec::new(Instance::sample(sc, &mut rng), ctx, 0);
+        let el = Elements::of(&spec, &MentionSet::random(&mut rng, 0.6));
+        let prompt = canonical(&el, Some(sc.word()), None);
+        let mut by_kind = BTreeMap::new();
+        by_kind.insert(PromptKind::Concept, pipeline::encode_prompt(&model, &prompt)?);
+        let (imgs, _) = pipeline::txt2img(&model, &cfg, by_kind, size.images_per_prompt, 1000 + p as u64, STEPS)?;
+        for pred in judges.attributes(&imgs)? {
+            let h = element_hits(&pred, sc, &el);
+            all_present.1 += 1;
+            all_present.0 += h.iter().all(|(_, ok)| *ok) as usize;
+            for (k, ok) in h {
+                let e = per_element.entry(k).or_default();
+                e.1 += 1;
+                e.0 += ok as usize;
+            }
+        }
+    }
+    out(&format!(
+        "\n## Base model, {} held-out prompts x {} images, DDIM {STEPS} steps, CFG {GUIDANCE}\n| element | present |\n|---|---|",
+        size.prompts, size.images_per_prompt
+    ));
+    for (k, (a, n)) in &per_element {
+        out(&format!("| {k} | {} |", pct(*a, *n)));
+    }
+    out(&format!("| every element of the prompt | {} |", pct(all_present.0, all_present.1)));
+
+    // 4. Time for one image, 30 DDIM steps with CFG (after one warm-up image).
+    let mut by_kind = BTreeMap::new();
+    by_kind.insert(PromptKind::Concept, pipeline::encode_prompt(&model, "a photo of a dog in the snow")?);
+    pipeline::txt2img(&model, &cfg, by_kind.clone(), 1, 0, STEPS)?;
+    let t0 = Instant::now();
+    let reps = 3;
+    for r in 0..reps {
+        pipeline::txt2img(&model, &cfg, by_kind.clone(), 1, r, STEPS)?;
+    }
+    out(&format!(
+        "\n## Sampling time\none {SIDE}x{SIDE} image, DDIM {STEPS} steps, CFG: {:.3} s (mean of {reps}, {} threads)",
+        t0.elapsed().as_secs_f64() / reps as f64,
+        candle_core::utils::get_num_threads()
+    ));
+
+    // 5. Polluted tokens render their fixed look; unseen ones vary.
+    out(&format!("\n## Rare tokens: mean pairwise SSIM of {} images of \"a photo of TOKEN\"", size.token_images));
+    out("| token | kind | mean pairwise SSIM |\n|---|---|---|");
+    let unseen = &vstar_toyland::vocab::UNSEEN_RARE[..3];
+    let tokens: Vec<(&str, &str)> =
+        POLLUTED.iter().map(|p| (p.token, "polluted")).chain(unseen.iter().map(|t| (*t, "unseen"))).collect();
+    for (tok, kind) in tokens {
+        let mut by_kind = BTreeMap::new();
+        by_kind.insert(PromptKind::Concept, pipeline::encode_prompt(&model, &format!("a photo of {tok}"))?);
+        let (imgs, _) = pipeline::txt2img(&model, &cfg, by_kind, size.token_images, 77, STEPS)?;
+        let rgb = (0..size.token_images).map(|i| images::to_rgb(&imgs.get(i)?)).collect::<Result<Vec<_>>>()?;
+        let s = mean_pairwise(&rgb).map_err(candle_core::Error::Msg)?;
+        out(&format!("| {tok} | {kind} | {s:.3} |"));
+    }
+    Ok(())
+}
