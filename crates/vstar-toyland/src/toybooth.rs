@@ -221,18 +221,19 @@ impl ToyBooth {
     }
 }
 
-/// Render every subject's references to `dir/<subject>/<i>.png` (and `<i>_mask.png`, the
-/// subject mask) at `size` px. Returns the image paths.
+/// Render every subject's references to `dir/<subject>/<i>.png` (and `masks/<i>.png`, the
+/// subject mask, out of the way of `vstar train --images`) at `size` px. Returns the image paths.
 pub fn write_references(dir: &Path, size: u32) -> Result<Vec<PathBuf>, Error> {
     let mut out = Vec::new();
     for s in manifest().subjects {
         let sub = dir.join(&s.name);
-        std::fs::create_dir_all(&sub).map_err(|e| Error::io(&sub, e))?;
+        let masks = sub.join("masks");
+        std::fs::create_dir_all(&masks).map_err(|e| Error::io(&masks, e))?;
         for (i, spec) in s.references.iter().enumerate() {
             let r = render(spec, size);
             let p = sub.join(format!("{i}.png"));
             r.image.save(&p).map_err(|e| Error::image(&p, e))?;
-            let m = sub.join(format!("{i}_mask.png"));
+            let m = masks.join(format!("{i}.png"));
             r.mask.save(&m).map_err(|e| Error::image(&m, e))?;
             out.push(p);
         }

@@ -5,5 +5,8 @@ pub mod checkpoint;
 pub mod denoise;
 pub mod ema;
 pub mod init;
+pub mod lora_set;
 pub mod optim;
+pub mod personalize;
 pub mod run;
+pub mod subject;

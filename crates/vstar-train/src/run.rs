@@ -22,6 +22,8 @@ pub struct RunConfig {
     pub log_every: usize,
     /// Where checkpoints go (created if missing).
     pub dir: PathBuf,
+    /// A CSV of step, loss, lr, grad_norm (appended to on resume).
+    pub loss_log: Option<PathBuf>,
 }
 
 pub struct Run {
@@ -29,6 +31,18 @@ pub struct Run {
     names: Vec<String>,
     opt: AdamW,
     ema: Option<Ema>,
+}
+
+fn append_csv(path: &std::path::Path, step: usize, loss: f64, lr: f64, grad_norm: f64) -> Result<()> {
+    use std::io::Write;
+    let new = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    let head = if new { "step,loss,lr,grad_norm\n" } else { "" };
+    write!(f, "{head}{step},{loss},{lr},{grad_norm}\n").map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
 }
 
 /// What one step reports besides its loss (e.g. an accuracy), averaged into the log line.
@@ -130,7 +144,10 @@ impl Run {
                     c.dir.display()
                 );
             }
-            self.opt.step(&loss.backward()?)?;
+            let info = self.opt.step(&loss.backward()?)?;
+            if let Some(p) = &c.loss_log {
+                append_csv(p, self.opt.step, l, info.lr, info.grad_norm)?;
+            }
             if let Some(e) = &mut self.ema {
                 e.update(self.opt.vars())?;
             }
@@ -190,6 +207,7 @@ mod tests {
             checkpoint_every: 2,
             log_every: 1,
             dir: dir.to_path_buf(),
+            loss_log: None,
         };
         Run::new(vec![("w".into(), w, 1.0)], config).unwrap()
     }

@@ -3,6 +3,7 @@
 mod bench;
 mod sample;
 mod toyland;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ enum Command {
     },
     /// Generate images from a prompt.
     Sample(sample::SampleArgs),
+    /// Personalize a model on a subject's images (writes an adapter file and vstar.json).
+    Train(train::TrainArgs),
     /// The embedded Toyland world.
     #[command(subcommand)]
     Toyland(toyland::ToylandCmd),
@@ -41,6 +44,7 @@ fn main() {
             Ok(())
         }
         Command::Sample(args) => sample::run(args),
+        Command::Train(args) => train::run(args),
         Command::Bench { iters } => bench::run(iters),
         Command::Toyland(cmd) => toyland::run(cmd),
     };

@@ -134,3 +134,65 @@ pub fn load_lora(path: &Path, model: &Model, multiplier: f64) -> Result<usize> {
     }
     Ok(pairs.len())
 }
+
+/// The layouts `save_lora` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoraFormat {
+    /// diffusers / PEFT (`pytorch_lora_weights.safetensors`), alpha and rank in the header's
+    /// `lora_adapter_metadata`.
+    Diffusers,
+    /// kohya / A1111 (`lora_unet_*`, an `.alpha` tensor per layer).
+    Kohya,
+}
+
+/// One trained layer: tower (0 = UNet, 1 = text encoder), the model's layer name, down (r, in)
+/// and up (out, r).
+pub struct LoraLayer {
+    pub tower: usize,
+    pub layer: String,
+    pub down: Tensor,
+    pub up: Tensor,
+}
+
+/// The file's key for a part (`down`/`up`/`alpha`) of a layer.
+fn key(format: LoraFormat, tower: usize, layer: &str, part: &str) -> String {
+    match format {
+        LoraFormat::Diffusers => {
+            let prefix = ["unet.", "text_encoder.", "text_encoder_2."][tower];
+            let suffix = if part == "down" { "lora_A.weight" } else { "lora_B.weight" };
+            format!("{prefix}{layer}.{suffix}")
+        }
+        LoraFormat::Kohya => {
+            let prefix = ["lora_unet_", "lora_te_", "lora_te2_"][tower];
+            let l = layer.strip_prefix("text_model.").unwrap_or(layer).replace('.', "_");
+            let suffix = match part {
+                "down" => "lora_down.weight",
+                "up" => "lora_up.weight",
+                _ => "alpha",
+            };
+            format!("{prefix}{l}.{suffix}")
+        }
+    }
+}
+
+/// Writes LoRA layers as `format` (f32), atomically (temporary file, then rename).
+pub fn save_lora(path: &Path, layers: &[LoraLayer], alpha: f64, format: LoraFormat) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = vec![];
+    let rank = layers.first().map(|l| l.down.dim(0)).transpose()?.unwrap_or(0);
+    for l in layers {
+        tensors.push((key(format, l.tower, &l.layer, "down"), l.down.contiguous()?));
+        tensors.push((key(format, l.tower, &l.layer, "up"), l.up.contiguous()?));
+        if format == LoraFormat::Kohya {
+            tensors.push((key(format, l.tower, &l.layer, "alpha"), Tensor::new(alpha as f32, &Device::Cpu)?));
+        }
+    }
+    let meta = (format == LoraFormat::Diffusers).then(|| {
+        let m = serde_json::json!({ "unet.r": rank, "unet.lora_alpha": alpha, "lora_alpha": alpha, "r": rank });
+        HashMap::from([("lora_adapter_metadata".to_string(), m.to_string())])
+    });
+    let tmp = path.with_extension("partial");
+    let views: Vec<(String, Tensor)> = tensors;
+    safetensors::serialize_to_file(views.iter().map(|(k, t)| (k.clone(), t)), meta, &tmp)
+        .map_err(|e| bad(&tmp, format!("cannot write ({e}); is the disk full?")))?;
+    std::fs::rename(&tmp, path).map_err(|e| bad(path, e))
+}

@@ -19,13 +19,20 @@ pub enum Delta {
 impl Delta {
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Delta::Lora { down, up, scale } => {
-                let h = x.broadcast_matmul(&down.t()?)?;
-                h.broadcast_matmul(&up.t()?)? * *scale
-            }
-            Delta::Dense(dw) => x.broadcast_matmul(&dw.t()?),
+            Delta::Lora { down, up, scale } => matmul_t(&matmul_t(x, down)?, up)? * *scale,
+            Delta::Dense(dw) => matmul_t(x, dw),
         }
     }
+}
+
+/// `x @ w^T` for x (..., in) and w (out, in), as one 2-D GEMM over the folded leading dims:
+/// a broadcast matmul's weight gradient would be a slow strided sum over the batch.
+fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let last = dims.len() - 1;
+    let mut out_dims = dims.to_vec();
+    out_dims[last] = w.dim(0)?;
+    x.flatten_to(last.saturating_sub(1))?.matmul(&w.t()?)?.reshape(out_dims)
 }
 
 type DeltaList = Arc<RwLock<Vec<Delta>>>;
@@ -99,13 +106,8 @@ impl AdaptedLinear {
 
     /// `row_scale`: one adapter strength per batch row (shape (B,)); None = strength 1.
     pub fn forward(&self, x: &Tensor, row_scale: Option<&Tensor>) -> Result<Tensor> {
-        // Fold leading dims into one GEMM: a broadcast matmul's weight gradient would be a
-        // slow strided sum over the batch.
-        let dims = x.dims();
-        let last = dims.len() - 1;
-        let mut out_dims = dims.to_vec();
-        out_dims[last] = self.weight.dim(0)?;
-        let mut y = x.flatten_to(last.saturating_sub(1))?.matmul(&self.weight.t()?)?.reshape(out_dims)?;
+        let mut y = matmul_t(x, &self.weight)?;
+        let last = y.rank() - 1;
         if let Some(b) = &self.bias {
             y = if y.track_op() { super::bias::add_bias(&y, b, last)? } else { y.broadcast_add(b)? };
         }

@@ -53,7 +53,7 @@ pub struct Recipe {
 impl Recipe {
     pub fn full() -> Self {
         Self {
-            vae_steps: 600,
+            vae_steps: 800,
             clip_steps: 600,
             unet_steps: 1800,
             attribute_steps: 700,
@@ -150,6 +150,7 @@ impl Pretrain<'_> {
             checkpoint_every: self.recipe.checkpoint_every,
             log_every: self.recipe.log_every,
             dir: self.out.join(".checkpoints").join(spec.name),
+            loss_log: None,
         };
         let mut run = Run::new(vars, config)?;
         run.train(&mut |l| (self.log)(l), |s| step(&model, s))?;

@@ -1,0 +1,71 @@
+//! The LoRA parameter set: trainable low-rank pairs attached to the UNet's attention
+//! projections through `Slots` (dW = alpha/r * B A, A seeded like PEFT's kaiming-uniform
+//! spread, B zero so training starts at the base model), and their export.
+
+use candle_core::{DType, Result, Var};
+use std::path::Path;
+use vstar_diffusion::noise::NoiseSource;
+use vstar_nn::adapters::lora::{save_lora, LoraFormat, LoraLayer};
+use vstar_nn::layers::Delta;
+use vstar_nn::model::Model;
+
+/// Attention projections LoRA adapts by default (diffusers' train_dreambooth_lora targets).
+pub const DEFAULT_TARGETS: [&str; 8] =
+    ["attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0"];
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    /// Layer-name suffixes to adapt.
+    pub targets: Vec<String>,
+}
+
+pub struct LoraSet {
+    pub config: LoraConfig,
+    /// (UNet layer name, down (r, in), up (out, r)).
+    pub layers: Vec<(String, Var, Var)>,
+}
+
+impl LoraSet {
+    pub fn attach(model: &Model, config: LoraConfig, seed: u64) -> Result<Self> {
+        if config.rank == 0 {
+            candle_core::bail!("--rank must be at least 1");
+        }
+        let mut noise = NoiseSource::new(seed);
+        let mut layers = vec![];
+        for (name, i, o) in model.unet.slots.names() {
+            if !config.targets.iter().any(|t| name.ends_with(t.as_str())) {
+                continue;
+            }
+            let r = config.rank.min(i).min(o);
+            // kaiming_uniform(a=sqrt(5)) on (r, in) is U(-1/sqrt(in), 1/sqrt(in)): std 1/sqrt(3 in).
+            let down = Var::from_tensor(&noise.randn((r, i), &model.device)?.affine(1.0 / (3.0 * i as f64).sqrt(), 0.0)?)?;
+            let up = Var::zeros((o, r), DType::F32, &model.device)?;
+            let delta = Delta::Lora { down: down.as_tensor().clone(), up: up.as_tensor().clone(), scale: config.alpha / r as f64 };
+            model.unet.slots.push(&name, delta)?;
+            layers.push((name, down, up));
+        }
+        if layers.is_empty() {
+            candle_core::bail!("no UNet layer matches the LoRA targets {:?}", config.targets);
+        }
+        Ok(Self { config, layers })
+    }
+
+    /// (name, var, lr multiplier) for the optimiser and checkpoints.
+    pub fn vars(&self) -> Vec<(String, Var, f64)> {
+        self.layers
+            .iter()
+            .flat_map(|(n, d, u)| [(format!("{n}.down"), d.clone(), 1.0), (format!("{n}.up"), u.clone(), 1.0)])
+            .collect()
+    }
+
+    pub fn save(&self, path: &Path, format: LoraFormat) -> Result<()> {
+        let layers: Vec<LoraLayer> = self
+            .layers
+            .iter()
+            .map(|(n, d, u)| LoraLayer { tower: 0, layer: n.clone(), down: d.as_tensor().detach(), up: u.as_tensor().detach() })
+            .collect();
+        save_lora(path, &layers, self.config.alpha, format)
+    }
+}
