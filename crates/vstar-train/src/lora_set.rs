@@ -10,8 +10,16 @@ use vstar_nn::layers::Delta;
 use vstar_nn::model::Model;
 
 /// Attention projections LoRA adapts by default (diffusers' train_dreambooth_lora targets).
-pub const DEFAULT_TARGETS: [&str; 8] =
-    ["attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0"];
+pub const DEFAULT_TARGETS: [&str; 8] = [
+    "attn1.to_q",
+    "attn1.to_k",
+    "attn1.to_v",
+    "attn1.to_out.0",
+    "attn2.to_q",
+    "attn2.to_k",
+    "attn2.to_v",
+    "attn2.to_out.0",
+];
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoraConfig {
@@ -40,9 +48,14 @@ impl LoraSet {
             }
             let r = config.rank.min(i).min(o);
             // kaiming_uniform(a=sqrt(5)) on (r, in) is U(-1/sqrt(in), 1/sqrt(in)): std 1/sqrt(3 in).
-            let down = Var::from_tensor(&noise.randn((r, i), &model.device)?.affine(1.0 / (3.0 * i as f64).sqrt(), 0.0)?)?;
+            let down =
+                Var::from_tensor(&noise.randn((r, i), &model.device)?.affine(1.0 / (3.0 * i as f64).sqrt(), 0.0)?)?;
             let up = Var::zeros((o, r), DType::F32, &model.device)?;
-            let delta = Delta::Lora { down: down.as_tensor().clone(), up: up.as_tensor().clone(), scale: config.alpha / r as f64 };
+            let delta = Delta::Lora {
+                down: down.as_tensor().clone(),
+                up: up.as_tensor().clone(),
+                scale: config.alpha / r as f64,
+            };
             model.unet.slots.push(&name, delta)?;
             layers.push((name, down, up));
         }
@@ -64,7 +77,12 @@ impl LoraSet {
         let layers: Vec<LoraLayer> = self
             .layers
             .iter()
-            .map(|(n, d, u)| LoraLayer { tower: 0, layer: n.clone(), down: d.as_tensor().detach(), up: u.as_tensor().detach() })
+            .map(|(n, d, u)| LoraLayer {
+                tower: 0,
+                layer: n.clone(),
+                down: d.as_tensor().detach(),
+                up: u.as_tensor().detach(),
+            })
             .collect();
         save_lora(path, &layers, self.config.alpha, format)
     }

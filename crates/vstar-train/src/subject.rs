@@ -16,7 +16,9 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.extension().and_then(|x| x.to_str()).is_some_and(|x| ["png", "jpg", "jpeg"].contains(&x.to_lowercase().as_str()))
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| ["png", "jpg", "jpeg"].contains(&x.to_lowercase().as_str()))
         })
         .collect();
     files.sort();

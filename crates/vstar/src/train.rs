@@ -50,7 +50,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         f => bail!("--format {f}: valid formats are diffusers and kohya"),
     };
     if a.out.join("checkpoints").join("latest.json").exists() && !a.resume {
-        bail!("--out {} holds checkpoints of an earlier run: pass --resume to continue it, or choose another --out", a.out.display());
+        bail!(
+            "--out {} holds checkpoints of an earlier run: pass --resume to continue it, or choose another --out",
+            a.out.display()
+        );
     }
     let root = vstar_nn::locate::resolve_model(a.model.as_deref())?;
     let model = Model::load(&root, &candle_core::Device::Cpu)?;

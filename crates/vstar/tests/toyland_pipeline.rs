@@ -1,0 +1,89 @@
+//! The Toyland pipeline end to end at smoke size: `toyland pretrain --smoke` writes a
+//! diffusers-layout folder that `sample`, `train` and `toyland check --quick` all accept, and
+//! a second pretrain on the same folder resumes (skips finished stages).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn vstar(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vstar")).args(args).output().unwrap();
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+#[test]
+fn pretrain_smoke_then_sample_train_and_check() {
+    let dir = std::env::temp_dir().join(format!("vstar-toyland-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let model = dir.join("model");
+    let m = model.to_str().unwrap();
+    let (ok, _, err) = vstar(&["toyland", "pretrain", "--smoke", "--out", m]);
+    assert!(ok, "{err}");
+    for f in [
+        "model_index.json",
+        "unet/config.json",
+        "vae/config.json",
+        "text_encoder/model.safetensors",
+        "oracles/identity/config.json",
+    ] {
+        assert!(model.join(f).exists(), "missing {f}");
+    }
+    assert!(!model.join(".checkpoints").exists(), "checkpoints are removed after a finished run");
+    let (ok, _, err) = vstar(&["toyland", "pretrain", "--smoke", "--out", m]);
+    assert!(ok && err.matches("already trained").count() == 6, "{err}");
+
+    let (ok, _, err) = vstar(&[
+        "sample",
+        "--model",
+        m,
+        "--prompt",
+        "a dog in the snow",
+        "--steps",
+        "2",
+        "--out",
+        dir.join("s.png").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = vstar(&["toyland", "render", "--size", "32", "--out", dir.join("world").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let images: PathBuf = dir.join("world/toybooth/dog_a");
+    let out = dir.join("lora");
+    let (ok, stdout, err) = vstar(&[
+        "train",
+        "--model",
+        m,
+        "--images",
+        images.to_str().unwrap(),
+        "--token",
+        "sks",
+        "--class",
+        "dog",
+        "--steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "kohya",
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.trim().ends_with("lora_kohya.safetensors"));
+    let (ok, _, err) = vstar(&[
+        "sample",
+        "--model",
+        m,
+        "--adapter",
+        stdout.trim(),
+        "--prompt",
+        "a photo of sks dog",
+        "--steps",
+        "2",
+        "--out",
+        dir.join("a.png").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+
+    let (ok, stdout, err) = vstar(&["toyland", "check", "--quick", "--model", m]);
+    assert!(ok, "{err}");
+    for section in ["Attribute oracle", "Identity oracle", "Base model", "Sampling time", "Rare tokens"] {
+        assert!(stdout.contains(section), "missing {section}:\n{stdout}");
+    }
+}
