@@ -6,7 +6,7 @@ use clap::Args;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vstar_diffusion::guidance::{Cfg, Guidance, PromptKind};
+use vstar_diffusion::guidance::{self, build::MethodParams, PromptKind};
 use vstar_diffusion::images;
 use vstar_diffusion::noise::{load_init_noise, NoiseSource};
 use vstar_diffusion::sampler::{self, Prompts, Start};
@@ -23,8 +23,36 @@ pub struct SampleArgs {
     /// LoRA file (diffusers/PEFT or kohya safetensors); repeat for several.
     #[arg(long)]
     adapter: Vec<PathBuf>,
+    /// cfg, concept, superclass, mixed, switching, multi-stage, pg, autoguidance.
     #[arg(long, default_value = "cfg")]
     method: String,
+    /// The placeholder token in --prompt (default: from the adapter's vstar.json).
+    #[arg(long)]
+    token: Option<String>,
+    /// The subject's class word; checked to be in the superclass prompt.
+    #[arg(long)]
+    class: Option<String>,
+    /// Override the superclass prompt (default: --prompt without the placeholder).
+    #[arg(long)]
+    superclass_prompt: Option<String>,
+    /// Superclass weight wS (mixed, multi-stage).
+    #[arg(long, default_value_t = 3.5)]
+    ws: f64,
+    /// Concept weight wC (mixed, multi-stage).
+    #[arg(long, default_value_t = 3.5)]
+    wc: f64,
+    /// Switch step (switching, multi-stage).
+    #[arg(long, default_value_t = 5)]
+    t_sw: usize,
+    /// PG's null-branch adapter scale (0 pretrained .. 1 = CFG).
+    #[arg(long, default_value_t = 0.25)]
+    omega: f64,
+    /// Autoguidance's l.
+    #[arg(long, default_value_t = 2.0)]
+    ag_scale: f64,
+    /// Allow --omega outside [0, 1].
+    #[arg(long)]
+    allow_extrapolation: bool,
     #[arg(long)]
     negative: Option<String>,
     #[arg(long, default_value_t = 30)]
@@ -55,11 +83,46 @@ pub struct SampleArgs {
     out: PathBuf,
 }
 
-fn guidance_for(args: &SampleArgs) -> Result<Box<dyn Guidance>> {
-    match args.method.as_str() {
-        "cfg" => Ok(Box::new(Cfg { scale: args.guidance })),
-        other => bail!("--method {other}: unknown or not yet available; valid now: cfg"),
+fn method_params(a: &SampleArgs) -> MethodParams {
+    MethodParams {
+        guidance: a.guidance,
+        ws: a.ws,
+        wc: a.wc,
+        t_sw: a.t_sw,
+        omega: a.omega,
+        ag_scale: a.ag_scale,
+        allow_extrapolation: a.allow_extrapolation,
     }
+}
+
+/// The placeholder: --token, else the `token` of the vstar.json beside an adapter.
+fn placeholder(a: &SampleArgs) -> Option<String> {
+    a.token.clone().or_else(|| {
+        a.adapter.iter().find_map(|f| {
+            let j = std::fs::read_to_string(f.with_file_name("vstar.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&j).ok()?;
+            v.get("token")?.as_str().map(String::from)
+        })
+    })
+}
+
+/// The superclass prompt a method needs: --superclass-prompt, or the prompt without the
+/// placeholder; checked to hold --class when given.
+fn superclass_prompt(a: &SampleArgs) -> Result<String> {
+    let p = match (&a.superclass_prompt, placeholder(a)) {
+        (Some(p), _) => p.clone(),
+        (None, Some(tok)) => guidance::build::superclass_prompt(&a.prompt, &tok)?,
+        (None, None) => bail!(
+            "--method {} needs the placeholder token: pass --token (or an --adapter with its vstar.json), or --superclass-prompt",
+            a.method
+        ),
+    };
+    if let Some(c) = &a.class {
+        if !p.split_whitespace().any(|w| w == c) {
+            bail!("the superclass prompt {p:?} does not contain --class {c:?}");
+        }
+    }
+    Ok(p)
 }
 
 /// Output file for image `i`: `--out` itself for one PNG, else `DIR/000i.png`.
@@ -82,7 +145,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if !(args.strength > 0.0 && args.strength <= 1.0) {
         bail!("--strength must be in (0, 1], got {}", args.strength);
     }
-    let guidance = guidance_for(&args)?;
+    let guidance = guidance::build::build(&args.method, &method_params(&args))?;
+    if guidance::build::is_concept_method(&args.method) {
+        if let Some(tok) = placeholder(&args) {
+            guidance::build::superclass_prompt(&args.prompt, &tok)?;
+        }
+    }
     let kind: SchedulerKind = args.scheduler.parse().map_err(|e| anyhow::anyhow!("--scheduler: {e}"))?;
     let dev = Device::Cpu;
     let root = vstar_nn::locate::resolve_model(args.model.as_deref())?;
@@ -112,6 +180,13 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let mut by_kind = BTreeMap::new();
     by_kind.insert(PromptKind::Null, model.encode_negative(args.negative.as_deref(), 1, (h, w))?);
     by_kind.insert(PromptKind::Concept, model.encode(&[&args.prompt], (h, w), None)?);
+    let superclass = if guidance::build::uses(guidance.as_ref(), PromptKind::Superclass, args.steps) {
+        let p = superclass_prompt(&args)?;
+        by_kind.insert(PromptKind::Superclass, model.encode(&[p.as_str()], (h, w), None)?);
+        Some(p)
+    } else {
+        None
+    };
     let prompts = Prompts { by_kind };
 
     let mut noise = NoiseSource::new(args.seed);
@@ -144,6 +219,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
             "adapters": args.adapter.iter().map(|a| a.display().to_string()).collect::<Vec<_>>(),
             "prompt": args.prompt,
             "negative": args.negative,
+            "superclass_prompt": superclass,
             "method": guidance.name(),
             "method_params": guidance.params(),
             "seed": if args.init_noise.is_some() { serde_json::Value::Null } else { args.seed.into() },

@@ -192,3 +192,48 @@ fn long_prompts_are_truncated_with_a_warning() {
     assert!(ok, "{err}");
     assert!(err.contains("truncated"), "{err}");
 }
+
+#[test]
+fn method_errors_name_the_flag() {
+    let m = fixture("sd15-tiny");
+    let run = |extra: &[&str]| {
+        let out = out_dir("method").join("x.png");
+        let mut a = vec!["sample", "--model", m.as_str(), "--steps", "2", "--out", out.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        let (ok, _, err) = vstar(&a);
+        assert!(!ok);
+        err
+    };
+    assert!(run(&["--prompt", "a dog", "--method", "magic"]).contains("valid methods: cfg, concept, superclass"));
+    assert!(run(&["--prompt", "a dog", "--method", "pg", "--omega", "1.5"]).contains("--allow-extrapolation"));
+    assert!(run(&["--prompt", "a dog", "--method", "mixed", "--token", "sks"]).contains("no placeholder \"sks\""));
+    assert!(run(&["--prompt", "a sks dog", "--method", "mixed"]).contains("--token"));
+    assert!(run(&["--prompt", "a sks dog", "--method", "mixed", "--token", "sks", "--class", "cat"])
+        .contains("--class \"cat\""));
+}
+
+#[test]
+fn mixed_sampling_costs_three_rows_per_step_in_the_sidecar() {
+    let out = out_dir("mixed").join("m.png");
+    let (ok, _, err) = vstar(&[
+        "sample",
+        "--model",
+        &fixture("sd15-tiny"),
+        "--prompt",
+        "a sks dog",
+        "--token",
+        "sks",
+        "--method",
+        "mixed",
+        "--steps",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(side["superclass_prompt"], "a dog");
+    assert_eq!(side["unet_cost_per_image"]["unet_rows"], 12);
+    assert_eq!(side["method_params"]["ws"], 3.5);
+}

@@ -1,10 +1,13 @@
 //! Guidance methods: each declares the UNet rows it needs at a step and how it combines their
 //! predictions. The sampler batches the rows of a step into one UNet call and counts them.
 
+mod autoguidance;
+pub mod build;
 mod cfg;
 mod mixed;
 mod pg;
 
+pub use autoguidance::Autoguidance;
 pub use cfg::Cfg;
 pub use mixed::{Mixed, MultiStage, Superclass, Switching};
 pub use pg::PersonalizationGuidance;

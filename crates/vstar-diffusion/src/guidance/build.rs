@@ -1,0 +1,106 @@
+//! Guidance methods by name, with their flags checked: the one place the CLI, sweeps and the
+//! demo turn a method name into a `Guidance`.
+
+use super::{
+    Autoguidance, Cfg, Guidance, Mixed, MultiStage, PersonalizationGuidance, PromptKind, Superclass, Switching,
+};
+use candle_core::{Error, Result};
+
+/// Every method `build` knows, in the order the CLI lists them.
+pub const METHODS: [&str; 8] =
+    ["cfg", "concept", "superclass", "mixed", "switching", "multi-stage", "pg", "autoguidance"];
+
+/// Method flags (CLI.md names in comments).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MethodParams {
+    /// --guidance: CFG scale w (also wC + wS's total for mixed methods when unset).
+    pub guidance: f64,
+    /// --ws: superclass weight of mixed / multi-stage.
+    pub ws: f64,
+    /// --wc: concept weight of mixed / multi-stage.
+    pub wc: f64,
+    /// --t-sw: switch step of switching / multi-stage.
+    pub t_sw: usize,
+    /// --omega: PG's null-branch adapter scale.
+    pub omega: f64,
+    /// --ag-scale: autoguidance's l.
+    pub ag_scale: f64,
+    /// --allow-extrapolation: omega outside [0, 1].
+    pub allow_extrapolation: bool,
+}
+
+impl Default for MethodParams {
+    fn default() -> Self {
+        Self { guidance: 7.5, ws: 3.5, wc: 3.5, t_sw: 5, omega: 0.25, ag_scale: 2.0, allow_extrapolation: false }
+    }
+}
+
+pub fn build(name: &str, p: &MethodParams) -> Result<Box<dyn Guidance>> {
+    if !p.allow_extrapolation && !(0.0..=1.0).contains(&p.omega) {
+        return Err(Error::Msg(format!(
+            "--omega {} is outside [0, 1]; pass --allow-extrapolation to use it anyway",
+            p.omega
+        )));
+    }
+    Ok(match name {
+        "cfg" | "concept" => Box::new(Cfg { scale: p.guidance }),
+        "superclass" => Box::new(Superclass { scale: p.guidance }),
+        "mixed" => Box::new(Mixed { ws: p.ws, wc: p.wc }),
+        "switching" => Box::new(Switching { scale: p.guidance, t_sw: p.t_sw }),
+        "multi-stage" => Box::new(MultiStage { ws: p.ws, wc: p.wc, t_sw: p.t_sw }),
+        "pg" => Box::new(PersonalizationGuidance { scale: p.guidance, omega: p.omega as f32 }),
+        "autoguidance" => Box::new(Autoguidance { ag_scale: p.ag_scale, cfg_scale: p.guidance }),
+        other => {
+            return Err(Error::Msg(format!("--method {other}: unknown; valid methods: {}", METHODS.join(", "))));
+        }
+    })
+}
+
+/// Whether a method's rows use the superclass prompt (at any step).
+pub fn uses(g: &dyn Guidance, kind: PromptKind, steps: usize) -> bool {
+    (0..steps).any(|i| g.branches(i, steps).iter().any(|b| b.prompt == kind))
+}
+
+/// Methods that personalize (all but plain `cfg` and `superclass`): their prompt must hold
+/// the placeholder.
+pub fn is_concept_method(name: &str) -> bool {
+    !matches!(name, "cfg" | "superclass")
+}
+
+/// The superclass prompt: the concept prompt with the placeholder token removed ("a sks dog
+/// in the snow" -> "a dog in the snow").
+pub fn superclass_prompt(prompt: &str, token: &str) -> Result<String> {
+    let words: Vec<&str> = prompt.split_whitespace().collect();
+    if !words.contains(&token) {
+        return Err(Error::Msg(format!(
+            "the prompt {prompt:?} has no placeholder {token:?}: a concept method needs it (e.g. \"a photo of {token} dog\")"
+        )));
+    }
+    Ok(words.into_iter().filter(|w| *w != token).collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_every_listed_method_and_refuses_others() {
+        for m in METHODS {
+            assert_eq!(
+                build(m, &MethodParams::default()).unwrap().name().replace("cfg", "concept"),
+                m.replace("cfg", "concept")
+            );
+        }
+        let e = build("magic", &MethodParams::default()).err().unwrap().to_string();
+        assert!(e.contains("valid methods: cfg, concept"), "{e}");
+        let e = build("pg", &MethodParams { omega: 1.5, ..Default::default() }).err().unwrap().to_string();
+        assert!(e.contains("--allow-extrapolation"));
+        assert!(build("pg", &MethodParams { omega: 1.5, allow_extrapolation: true, ..Default::default() }).is_ok());
+    }
+
+    #[test]
+    fn superclass_prompt_drops_the_placeholder() {
+        assert_eq!(superclass_prompt("a sks dog in the snow", "sks").unwrap(), "a dog in the snow");
+        assert!(superclass_prompt("a dog", "sks").err().unwrap().to_string().contains("no placeholder"));
+    }
+}
