@@ -145,7 +145,6 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if !(args.strength > 0.0 && args.strength <= 1.0) {
         bail!("--strength must be in (0, 1], got {}", args.strength);
     }
-    let guidance = guidance::build::build(&args.method, &method_params(&args))?;
     if guidance::build::is_concept_method(&args.method) {
         if let Some(tok) = placeholder(&args) {
             guidance::build::superclass_prompt(&args.prompt, &tok)?;
@@ -170,6 +169,8 @@ pub fn run(args: SampleArgs) -> Result<()> {
         format!("{}: invalid scheduler config", root.join("scheduler/scheduler_config.json").display())
     })?;
     let mut sched = scheduler::build(kind, &sched_cfg, args.steps)?;
+    let setup = guidance::build::SamplerSetup { kind, config: &sched_cfg, steps: args.steps };
+    let guidance = guidance::build::build(&args.method, &method_params(&args), &setup)?;
 
     let default_side = model.unet.config.sample_size.unwrap_or(64) * model.vae.config.downsample_factor();
     let (h, w) = (args.height.unwrap_or(default_side), args.width.unwrap_or(default_side));

@@ -2,13 +2,22 @@
 //! demo turn a method name into a `Guidance`.
 
 use super::{
-    Autoguidance, Cfg, Guidance, Mixed, MultiStage, PersonalizationGuidance, PromptKind, Superclass, Switching,
+    Autoguidance, Cfg, CfgPlusPlus, Guidance, Mixed, MultiStage, PersonalizationGuidance, PromptKind, Superclass,
+    Switching,
 };
+use crate::scheduler::{Ddim, SchedulerConfig, SchedulerKind};
 use candle_core::{Error, Result};
 
 /// Every method `build` knows, in the order the CLI lists them.
-pub const METHODS: [&str; 8] =
-    ["cfg", "concept", "superclass", "mixed", "switching", "multi-stage", "pg", "autoguidance"];
+pub const METHODS: [&str; 10] =
+    ["cfg", "concept", "superclass", "mixed", "switching", "multi-stage", "pg", "autoguidance", "cfg++", "pg++"];
+
+/// The sampler a method will run with (CFG++ / PG++ need DDIM's coefficients).
+pub struct SamplerSetup<'a> {
+    pub kind: SchedulerKind,
+    pub config: &'a SchedulerConfig,
+    pub steps: usize,
+}
 
 /// Method flags (CLI.md names in comments).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -35,7 +44,7 @@ impl Default for MethodParams {
     }
 }
 
-pub fn build(name: &str, p: &MethodParams) -> Result<Box<dyn Guidance>> {
+pub fn build(name: &str, p: &MethodParams, sampler: &SamplerSetup) -> Result<Box<dyn Guidance>> {
     if !p.allow_extrapolation && !(0.0..=1.0).contains(&p.omega) {
         return Err(Error::Msg(format!(
             "--omega {} is outside [0, 1]; pass --allow-extrapolation to use it anyway",
@@ -50,6 +59,21 @@ pub fn build(name: &str, p: &MethodParams) -> Result<Box<dyn Guidance>> {
         "multi-stage" => Box::new(MultiStage { ws: p.ws, wc: p.wc, t_sw: p.t_sw }),
         "pg" => Box::new(PersonalizationGuidance { scale: p.guidance, omega: p.omega as f32 }),
         "autoguidance" => Box::new(Autoguidance { ag_scale: p.ag_scale, cfg_scale: p.guidance }),
+        "cfg++" | "pg++" => {
+            if sampler.kind != SchedulerKind::Ddim {
+                return Err(Error::Msg(format!(
+                    "--method {name} works with the DDIM scheduler only: pass --scheduler ddim"
+                )));
+            }
+            if !(0.0..=1.0).contains(&p.guidance) {
+                return Err(Error::Msg(format!(
+                    "--method {name}: --guidance is CFG++'s lambda, in [0, 1] (paper 0.4); got {}",
+                    p.guidance
+                )));
+            }
+            let omega = if name == "pg++" { p.omega as f32 } else { 1.0 };
+            Box::new(CfgPlusPlus::new(p.guidance, omega, &Ddim::new(sampler.config, sampler.steps)?)?)
+        }
         other => {
             return Err(Error::Msg(format!("--method {other}: unknown; valid methods: {}", METHODS.join(", "))));
         }
@@ -83,19 +107,29 @@ pub fn superclass_prompt(prompt: &str, token: &str) -> Result<String> {
 mod tests {
     use super::*;
 
+    fn ddim(config: &SchedulerConfig) -> SamplerSetup<'_> {
+        SamplerSetup { kind: SchedulerKind::Ddim, config, steps: 10 }
+    }
+
     #[test]
     fn builds_every_listed_method_and_refuses_others() {
-        for m in METHODS {
-            assert_eq!(
-                build(m, &MethodParams::default()).unwrap().name().replace("cfg", "concept"),
-                m.replace("cfg", "concept")
-            );
-        }
-        let e = build("magic", &MethodParams::default()).err().unwrap().to_string();
+        let c = SchedulerConfig::stable_diffusion();
+        let p = MethodParams { guidance: 0.4, ..Default::default() };
+        let names: Vec<&str> = METHODS.iter().map(|m| build(m, &p, &ddim(&c)).unwrap().name()).collect();
+        // "concept" is CFG with the concept prompt.
+        assert_eq!(
+            names,
+            ["cfg", "cfg", "superclass", "mixed", "switching", "multi-stage", "pg", "autoguidance", "cfg++", "pg++"]
+        );
+        let e = build("magic", &p, &ddim(&c)).err().unwrap().to_string();
         assert!(e.contains("valid methods: cfg, concept"), "{e}");
-        let e = build("pg", &MethodParams { omega: 1.5, ..Default::default() }).err().unwrap().to_string();
+        let e = build("pg", &MethodParams { omega: 1.5, ..Default::default() }, &ddim(&c)).err().unwrap().to_string();
         assert!(e.contains("--allow-extrapolation"));
-        assert!(build("pg", &MethodParams { omega: 1.5, allow_extrapolation: true, ..Default::default() }).is_ok());
+        assert!(build("pg", &MethodParams { omega: 1.5, allow_extrapolation: true, ..Default::default() }, &ddim(&c))
+            .is_ok());
+        let euler = SamplerSetup { kind: SchedulerKind::Euler, config: &c, steps: 10 };
+        assert!(build("cfg++", &p, &euler).err().unwrap().to_string().contains("DDIM scheduler only"));
+        assert!(build("cfg++", &MethodParams::default(), &ddim(&c)).err().unwrap().to_string().contains("in [0, 1]"));
     }
 
     #[test]

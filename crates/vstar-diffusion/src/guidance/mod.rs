@@ -4,11 +4,13 @@
 mod autoguidance;
 pub mod build;
 mod cfg;
+mod cfgpp;
 mod mixed;
 mod pg;
 
 pub use autoguidance::Autoguidance;
 pub use cfg::Cfg;
+pub use cfgpp::CfgPlusPlus;
 pub use mixed::{Mixed, MultiStage, Superclass, Switching};
 pub use pg::PersonalizationGuidance;
 
