@@ -187,7 +187,9 @@ pub fn save_lora(path: &Path, layers: &[LoraLayer], alpha: f64, format: LoraForm
         }
     }
     let meta = (format == LoraFormat::Diffusers).then(|| {
-        let m = serde_json::json!({ "unet.r": rank, "unet.lora_alpha": alpha, "lora_alpha": alpha, "r": rank });
+        // diffusers passes these (prefix stripped) to peft's LoraConfig as they are.
+        let targets: Vec<&str> = layers.iter().filter(|l| l.tower == 0).map(|l| l.layer.as_str()).collect();
+        let m = serde_json::json!({ "unet.r": rank, "unet.lora_alpha": alpha, "unet.target_modules": targets });
         HashMap::from([("lora_adapter_metadata".to_string(), m.to_string())])
     });
     let tmp = path.with_extension("partial");
