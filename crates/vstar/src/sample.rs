@@ -23,7 +23,8 @@ pub struct SampleArgs {
     /// LoRA file (diffusers/PEFT or kohya safetensors); repeat for several.
     #[arg(long)]
     adapter: Vec<PathBuf>,
-    /// cfg, concept, superclass, mixed, switching, multi-stage, pg, autoguidance.
+    /// cfg, concept, superclass, mixed, switching, multi-stage, pg, autoguidance, cfg++, pg++,
+    /// subject-agnostic.
     #[arg(long, default_value = "cfg")]
     method: String,
     /// The placeholder token in --prompt (default: from the adapter's vstar.json).
@@ -50,6 +51,9 @@ pub struct SampleArgs {
     /// Autoguidance's l.
     #[arg(long, default_value_t = 2.0)]
     ag_scale: f64,
+    /// Subject-agnostic guidance's l.
+    #[arg(long, default_value_t = 1.0)]
+    sag_scale: f64,
     /// Allow --omega outside [0, 1].
     #[arg(long)]
     allow_extrapolation: bool,
@@ -91,6 +95,7 @@ fn method_params(a: &SampleArgs) -> MethodParams {
         t_sw: a.t_sw,
         omega: a.omega,
         ag_scale: a.ag_scale,
+        sag_scale: a.sag_scale,
         allow_extrapolation: a.allow_extrapolation,
     }
 }

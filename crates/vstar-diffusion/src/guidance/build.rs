@@ -2,15 +2,26 @@
 //! demo turn a method name into a `Guidance`.
 
 use super::{
-    Autoguidance, Cfg, CfgPlusPlus, Guidance, Mixed, MultiStage, PersonalizationGuidance, PromptKind, Superclass,
-    Switching,
+    Autoguidance, Cfg, CfgPlusPlus, Guidance, Mixed, MultiStage, PersonalizationGuidance, PromptKind, SubjectAgnostic,
+    Superclass, Switching,
 };
 use crate::scheduler::{Ddim, SchedulerConfig, SchedulerKind};
 use candle_core::{Error, Result};
 
 /// Every method `build` knows, in the order the CLI lists them.
-pub const METHODS: [&str; 10] =
-    ["cfg", "concept", "superclass", "mixed", "switching", "multi-stage", "pg", "autoguidance", "cfg++", "pg++"];
+pub const METHODS: [&str; 11] = [
+    "cfg",
+    "concept",
+    "superclass",
+    "mixed",
+    "switching",
+    "multi-stage",
+    "pg",
+    "autoguidance",
+    "cfg++",
+    "pg++",
+    "subject-agnostic",
+];
 
 /// The sampler a method will run with (CFG++ / PG++ need DDIM's coefficients).
 pub struct SamplerSetup<'a> {
@@ -34,13 +45,24 @@ pub struct MethodParams {
     pub omega: f64,
     /// --ag-scale: autoguidance's l.
     pub ag_scale: f64,
+    /// --sag-scale: subject-agnostic guidance's l.
+    pub sag_scale: f64,
     /// --allow-extrapolation: omega outside [0, 1].
     pub allow_extrapolation: bool,
 }
 
 impl Default for MethodParams {
     fn default() -> Self {
-        Self { guidance: 7.5, ws: 3.5, wc: 3.5, t_sw: 5, omega: 0.25, ag_scale: 2.0, allow_extrapolation: false }
+        Self {
+            guidance: 7.5,
+            ws: 3.5,
+            wc: 3.5,
+            t_sw: 5,
+            omega: 0.25,
+            ag_scale: 2.0,
+            sag_scale: 1.0,
+            allow_extrapolation: false,
+        }
     }
 }
 
@@ -59,6 +81,7 @@ pub fn build(name: &str, p: &MethodParams, sampler: &SamplerSetup) -> Result<Box
         "multi-stage" => Box::new(MultiStage { ws: p.ws, wc: p.wc, t_sw: p.t_sw }),
         "pg" => Box::new(PersonalizationGuidance { scale: p.guidance, omega: p.omega as f32 }),
         "autoguidance" => Box::new(Autoguidance { ag_scale: p.ag_scale, cfg_scale: p.guidance }),
+        "subject-agnostic" => Box::new(SubjectAgnostic { sag_scale: p.sag_scale, cfg_scale: p.guidance }),
         "cfg++" | "pg++" => {
             if sampler.kind != SchedulerKind::Ddim {
                 return Err(Error::Msg(format!(
@@ -119,7 +142,19 @@ mod tests {
         // "concept" is CFG with the concept prompt.
         assert_eq!(
             names,
-            ["cfg", "cfg", "superclass", "mixed", "switching", "multi-stage", "pg", "autoguidance", "cfg++", "pg++"]
+            [
+                "cfg",
+                "cfg",
+                "superclass",
+                "mixed",
+                "switching",
+                "multi-stage",
+                "pg",
+                "autoguidance",
+                "cfg++",
+                "pg++",
+                "subject-agnostic"
+            ]
         );
         let e = build("magic", &p, &ddim(&c)).err().unwrap().to_string();
         assert!(e.contains("valid methods: cfg, concept"), "{e}");

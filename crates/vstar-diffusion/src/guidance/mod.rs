@@ -7,12 +7,14 @@ mod cfg;
 mod cfgpp;
 mod mixed;
 mod pg;
+mod subject_agnostic;
 
 pub use autoguidance::Autoguidance;
 pub use cfg::Cfg;
 pub use cfgpp::CfgPlusPlus;
 pub use mixed::{Mixed, MultiStage, Superclass, Switching};
 pub use pg::PersonalizationGuidance;
+pub use subject_agnostic::SubjectAgnostic;
 
 use candle_core::{Result, Tensor};
 
