@@ -105,12 +105,13 @@ pub fn sample(
         let x = Tensor::cat(&vec![&latents; branches.len()], 0)?;
         let x = scheduler.scale_model_input(&x, i)?;
         let tt = Tensor::new(&[t as f32], &dev)?;
-        let mut ctx = Ctx::new(scale, None);
+        let mut hooks = guidance.hooks(i, steps);
+        let mut ctx = Ctx::new(scale, hooks.as_mut());
         let eps = model.unet.forward(&x, &tt, &cond.context, cond.added.as_ref(), &mut ctx)?;
         cost.unet_calls += 1;
         cost.unet_rows += branches.len();
         let chunks = (0..branches.len()).map(|k| eps.narrow(0, k * n, n)).collect::<Result<Vec<_>>>()?;
-        let guided = guidance.combine(i, steps, &chunks)?;
+        let guided = guidance.combine_hooked(i, steps, &chunks, hooks.as_ref())?;
         let step_noise = if scheduler.needs_noise() { Some(noise.randn(latents.shape(), &dev)?) } else { None };
         latents = scheduler.step(&guided, i, &latents, step_noise.as_ref())?;
         progress(i + 1 - first, steps - first);

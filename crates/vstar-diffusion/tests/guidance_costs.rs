@@ -71,3 +71,52 @@ fn costs_and_identities_with_a_lora() {
     assert_eq!(sw_cost, cfg_cost);
     assert_eq!(max_diff(&sw0, &cfg), 0.0);
 }
+
+/// The methods that read attention or change the DDIM step, through the real sampler.
+#[test]
+fn masked_cfgpp_autoguidance_and_subject_agnostic_end_to_end() {
+    use vstar_diffusion::guidance::build::{build, MethodParams, SamplerSetup};
+    let model = Model::load(&fixture("sd15-tiny"), &Device::Cpu).unwrap();
+    load_lora(&fixture("lora/kohya.safetensors"), &model, 1.0).unwrap();
+    let tok = &model.text[0].tokenizer;
+    let positions = (
+        tok.find("a photo of dog in the snow", "dog").unwrap().unwrap(),
+        tok.find("a photo of sks dog in the snow", "sks").unwrap().unwrap(),
+    );
+    let cfg: SchedulerConfig = serde_json::from_value(model.scheduler_config.clone()).unwrap();
+    let setup = SamplerSetup { kind: SchedulerKind::Ddim, config: &cfg, steps: STEPS };
+    let method = |name: &str, p: MethodParams| {
+        build(name, &MethodParams { token_positions: Some(positions), ..p }, &setup).unwrap()
+    };
+
+    // Masked: 3 rows a step, masks recorded from step t_sw on, binary, and a different image
+    // from mixed (the mask is not all ones at q = 0.5).
+    let masked = method("masked", MethodParams { t_sw: 2, q: 0.5, ..Default::default() });
+    let (m, cost) = run(&model, masked.as_ref(), STEPS);
+    assert_eq!(cost, Cost { unet_calls: STEPS, unet_rows: 3 * STEPS });
+    let masks = masked.saved_masks();
+    assert_eq!(masks.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (2..STEPS).collect::<Vec<_>>());
+    let share = masks[0].1.mean_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!((0.3..0.7).contains(&share), "mask share {share}");
+    let (mixed, _) = run(&model, method("mixed", MethodParams::default()).as_ref(), STEPS);
+    assert!(max_diff(&m, &mixed) > 1e-3);
+
+    // CFG++ and PG++ cost what CFG costs; PG++ at omega 1 is CFG++.
+    let (cpp, cpp_cost) =
+        run(&model, method("cfg++", MethodParams { guidance: 0.4, ..Default::default() }).as_ref(), STEPS);
+    assert_eq!(cpp_cost, Cost { unet_calls: STEPS, unet_rows: 2 * STEPS });
+    let (ppp, _) =
+        run(&model, method("pg++", MethodParams { guidance: 0.4, omega: 1.0, ..Default::default() }).as_ref(), STEPS);
+    assert_eq!(max_diff(&cpp, &ppp), 0.0);
+
+    // Autoguidance alone (w = 1) is 2 rows, with CFG 3; subject-agnostic at l = 1 is CFG.
+    let (_, ag) =
+        run(&model, method("autoguidance", MethodParams { guidance: 1.0, ..Default::default() }).as_ref(), STEPS);
+    assert_eq!(ag.unet_rows, 2 * STEPS);
+    let (_, agc) = run(&model, method("autoguidance", MethodParams::default()).as_ref(), STEPS);
+    assert_eq!(agc.unet_rows, 3 * STEPS);
+    let (sag1, _) =
+        run(&model, method("subject-agnostic", MethodParams { guidance: 7.0, ..Default::default() }).as_ref(), 1);
+    let (cfg1, _) = run(&model, &Cfg { scale: 7.0 }, 1);
+    assert!(max_diff(&sag1, &cfg1) < 1e-4, "{}", max_diff(&sag1, &cfg1));
+}

@@ -6,7 +6,7 @@ use clap::Args;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vstar_diffusion::guidance::{self, build::MethodParams, PromptKind};
+use vstar_diffusion::guidance::{self, build::MethodParams, MaskSource, PromptKind};
 use vstar_diffusion::images;
 use vstar_diffusion::noise::{load_init_noise, NoiseSource};
 use vstar_diffusion::sampler::{self, Prompts, Start};
@@ -51,6 +51,16 @@ pub struct SampleArgs {
     /// Autoguidance's l.
     #[arg(long, default_value_t = 2.0)]
     ag_scale: f64,
+    /// Masked sampling's quantile q in (0, 1): larger = smaller subject region.
+    #[arg(long, default_value_t = 0.5)]
+    q: f64,
+    /// Masked sampling's map: `class` (the class word in the superclass branch) or
+    /// `placeholder` (the token in the concept branch).
+    #[arg(long, default_value = "class", value_parser = ["class", "placeholder"])]
+    mask_source: String,
+    /// Masked sampling: write each step's mask as PNG next to the images.
+    #[arg(long)]
+    save_masks: bool,
     /// Subject-agnostic guidance's l.
     #[arg(long, default_value_t = 1.0)]
     sag_scale: f64,
@@ -95,20 +105,50 @@ fn method_params(a: &SampleArgs) -> MethodParams {
         t_sw: a.t_sw,
         omega: a.omega,
         ag_scale: a.ag_scale,
+        q: a.q,
+        mask_source: match a.mask_source.as_str() {
+            "placeholder" => MaskSource::Placeholder,
+            _ => MaskSource::ClassWord,
+        },
+        token_positions: None,
         sag_scale: a.sag_scale,
         allow_extrapolation: a.allow_extrapolation,
     }
 }
 
-/// The placeholder: --token, else the `token` of the vstar.json beside an adapter.
-fn placeholder(a: &SampleArgs) -> Option<String> {
-    a.token.clone().or_else(|| {
-        a.adapter.iter().find_map(|f| {
-            let j = std::fs::read_to_string(f.with_file_name("vstar.json")).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&j).ok()?;
-            v.get("token")?.as_str().map(String::from)
-        })
+/// A field of the vstar.json written beside an adapter by `vstar train`.
+fn from_adapter_record(a: &SampleArgs, key: &str) -> Option<String> {
+    a.adapter.iter().find_map(|f| {
+        let j = std::fs::read_to_string(f.with_file_name("vstar.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&j).ok()?;
+        v.get(key)?.as_str().map(String::from)
     })
+}
+
+/// The placeholder: --token, else the adapter's vstar.json.
+fn placeholder(a: &SampleArgs) -> Option<String> {
+    a.token.clone().or_else(|| from_adapter_record(a, "token"))
+}
+
+/// Masked sampling's token positions: the class word in the superclass prompt, the
+/// placeholder in the prompt.
+fn token_positions(a: &SampleArgs, model: &Model) -> Result<Option<(usize, usize)>> {
+    if a.method != "masked" {
+        return Ok(None);
+    }
+    let tok = &model.text[0].tokenizer;
+    let class = a.class.clone().or_else(|| from_adapter_record(a, "class")).ok_or_else(|| {
+        anyhow::anyhow!("--method masked needs the class word: pass --class (or an --adapter with its vstar.json)")
+    })?;
+    let sup = superclass_prompt(a)?;
+    let placeholder = placeholder(a).unwrap_or_default();
+    let cp = tok
+        .find(&sup, &class)?
+        .with_context(|| format!("--class {class:?} is not in the superclass prompt {sup:?}"))?;
+    let tp = tok
+        .find(&a.prompt, &placeholder)?
+        .with_context(|| format!("the placeholder {placeholder:?} is not in --prompt {:?}", a.prompt))?;
+    Ok(Some((cp, tp)))
 }
 
 /// The superclass prompt a method needs: --superclass-prompt, or the prompt without the
@@ -175,7 +215,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
     })?;
     let mut sched = scheduler::build(kind, &sched_cfg, args.steps)?;
     let setup = guidance::build::SamplerSetup { kind, config: &sched_cfg, steps: args.steps };
-    let guidance = guidance::build::build(&args.method, &method_params(&args), &setup)?;
+    let mut params = method_params(&args);
+    params.token_positions = token_positions(&args, &model)?;
+    let guidance = guidance::build::build(&args.method, &params, &setup)?;
 
     let default_side = model.unet.config.sample_size.unwrap_or(64) * model.vae.config.downsample_factor();
     let (h, w) = (args.height.unwrap_or(default_side), args.width.unwrap_or(default_side));
@@ -219,6 +261,16 @@ pub fn run(args: SampleArgs) -> Result<()> {
     for i in 0..args.n {
         let path = out_path(&args.out, i, args.n)?;
         images::save_png(&path, &images::to_rgb(&imgs.get(i)?)?)?;
+        if args.save_masks {
+            for (step, m) in guidance.saved_masks() {
+                let mask = m.get(i)?.repeat((3, 1, 1))?;
+                let p = path.with_file_name(format!(
+                    "{}-mask-step{step:02}.png",
+                    path.file_stem().unwrap_or_default().to_string_lossy()
+                ));
+                images::save_png(&p, &images::to_rgb(&mask)?)?;
+            }
+        }
         let sidecar = serde_json::json!({
             "command": command,
             "model": root.display().to_string(),

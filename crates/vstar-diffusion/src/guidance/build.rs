@@ -2,20 +2,21 @@
 //! demo turn a method name into a `Guidance`.
 
 use super::{
-    Autoguidance, Cfg, CfgPlusPlus, Guidance, Mixed, MultiStage, PersonalizationGuidance, PromptKind, SubjectAgnostic,
-    Superclass, Switching,
+    Autoguidance, Cfg, CfgPlusPlus, Guidance, MaskSource, Masked, Mixed, MultiStage, PersonalizationGuidance,
+    PromptKind, SubjectAgnostic, Superclass, Switching,
 };
 use crate::scheduler::{Ddim, SchedulerConfig, SchedulerKind};
 use candle_core::{Error, Result};
 
 /// Every method `build` knows, in the order the CLI lists them.
-pub const METHODS: [&str; 11] = [
+pub const METHODS: [&str; 12] = [
     "cfg",
     "concept",
     "superclass",
     "mixed",
     "switching",
     "multi-stage",
+    "masked",
     "pg",
     "autoguidance",
     "cfg++",
@@ -45,6 +46,13 @@ pub struct MethodParams {
     pub omega: f64,
     /// --ag-scale: autoguidance's l.
     pub ag_scale: f64,
+    /// --q: masked sampling's quantile, in (0, 1).
+    pub q: f64,
+    /// --mask-source: masked sampling reads the class word (superclass branch) or the placeholder.
+    pub mask_source: MaskSource,
+    /// Token positions of (class word in the superclass prompt, placeholder in the concept
+    /// prompt), found by the caller's tokenizer; masked sampling needs them.
+    pub token_positions: Option<(usize, usize)>,
     /// --sag-scale: subject-agnostic guidance's l.
     pub sag_scale: f64,
     /// --allow-extrapolation: omega outside [0, 1].
@@ -60,6 +68,9 @@ impl Default for MethodParams {
             t_sw: 5,
             omega: 0.25,
             ag_scale: 2.0,
+            q: 0.5,
+            mask_source: MaskSource::ClassWord,
+            token_positions: None,
             sag_scale: 1.0,
             allow_extrapolation: false,
         }
@@ -81,6 +92,27 @@ pub fn build(name: &str, p: &MethodParams, sampler: &SamplerSetup) -> Result<Box
         "multi-stage" => Box::new(MultiStage { ws: p.ws, wc: p.wc, t_sw: p.t_sw }),
         "pg" => Box::new(PersonalizationGuidance { scale: p.guidance, omega: p.omega as f32 }),
         "autoguidance" => Box::new(Autoguidance { ag_scale: p.ag_scale, cfg_scale: p.guidance }),
+        "masked" => {
+            if !(p.q > 0.0 && p.q < 1.0) {
+                return Err(Error::Msg(format!("--q {} must be in (0, 1)", p.q)));
+            }
+            let (class_pos, token_pos) = p.token_positions.ok_or_else(|| {
+                Error::Msg(
+                    "--method masked needs the class word in the superclass prompt and the placeholder in the prompt"
+                        .into(),
+                )
+            })?;
+            Box::new(Masked {
+                ws: p.ws,
+                wc: p.wc,
+                t_sw: p.t_sw,
+                q: p.q,
+                source: p.mask_source,
+                class_pos,
+                token_pos,
+                masks: Default::default(),
+            })
+        }
         "subject-agnostic" => Box::new(SubjectAgnostic { sag_scale: p.sag_scale, cfg_scale: p.guidance }),
         "cfg++" | "pg++" => {
             if sampler.kind != SchedulerKind::Ddim {
@@ -137,25 +169,11 @@ mod tests {
     #[test]
     fn builds_every_listed_method_and_refuses_others() {
         let c = SchedulerConfig::stable_diffusion();
-        let p = MethodParams { guidance: 0.4, ..Default::default() };
+        let p = MethodParams { guidance: 0.4, token_positions: Some((2, 3)), ..Default::default() };
         let names: Vec<&str> = METHODS.iter().map(|m| build(m, &p, &ddim(&c)).unwrap().name()).collect();
         // "concept" is CFG with the concept prompt.
-        assert_eq!(
-            names,
-            [
-                "cfg",
-                "cfg",
-                "superclass",
-                "mixed",
-                "switching",
-                "multi-stage",
-                "pg",
-                "autoguidance",
-                "cfg++",
-                "pg++",
-                "subject-agnostic"
-            ]
-        );
+        let want: Vec<&str> = METHODS.iter().map(|m| if *m == "concept" { "cfg" } else { m }).collect();
+        assert_eq!(names, want);
         let e = build("magic", &p, &ddim(&c)).err().unwrap().to_string();
         assert!(e.contains("valid methods: cfg, concept"), "{e}");
         let e = build("pg", &MethodParams { omega: 1.5, ..Default::default() }, &ddim(&c)).err().unwrap().to_string();

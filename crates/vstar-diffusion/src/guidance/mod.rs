@@ -5,6 +5,7 @@ mod autoguidance;
 pub mod build;
 mod cfg;
 mod cfgpp;
+mod masked;
 mod mixed;
 mod pg;
 mod subject_agnostic;
@@ -12,11 +13,13 @@ mod subject_agnostic;
 pub use autoguidance::Autoguidance;
 pub use cfg::Cfg;
 pub use cfgpp::CfgPlusPlus;
+pub use masked::{MaskSource, Masked};
 pub use mixed::{Mixed, MultiStage, Superclass, Switching};
 pub use pg::PersonalizationGuidance;
 pub use subject_agnostic::SubjectAgnostic;
 
 use candle_core::{Result, Tensor};
+use vstar_nn::layers::AttentionHooks;
 
 /// Which prompt a row is conditioned on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,6 +52,24 @@ pub trait Guidance {
     fn branches(&self, step: usize, steps: usize) -> Vec<Branch>;
     /// The guided prediction from one prediction per branch (same order as `branches`).
     fn combine(&self, step: usize, steps: usize, eps: &[Tensor]) -> Result<Tensor>;
+    /// Attention hooks for the UNet call at `step` (None, the default, costs nothing).
+    fn hooks(&self, _step: usize, _steps: usize) -> Option<AttentionHooks> {
+        None
+    }
+    /// `combine` with what the hooks recorded during the call (methods that read attention).
+    fn combine_hooked(
+        &self,
+        step: usize,
+        steps: usize,
+        eps: &[Tensor],
+        _hooks: Option<&AttentionHooks>,
+    ) -> Result<Tensor> {
+        self.combine(step, steps, eps)
+    }
+    /// Masks the method computed, by step (masked sampling; `--save-masks`).
+    fn saved_masks(&self) -> Vec<(usize, Tensor)> {
+        vec![]
+    }
     /// Parameters for the JSON sidecar.
     fn params(&self) -> serde_json::Value;
 }
