@@ -34,7 +34,8 @@ impl SpatialAttention {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
-        let seq = self.group_norm.forward(x)?.reshape((b, c, h * w))?.transpose(1, 2)?;
+        // contiguous: candle's batched matmul mis-reads this transposed layout for rows >= 1.
+        let seq = self.group_norm.forward(x)?.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
         let (q, k, v) = (self.to_q.forward(&seq)?, self.to_k.forward(&seq)?, self.to_v.forward(&seq)?);
         let scores = (q.matmul(&k.t()?)? / (c as f64).sqrt())?;
         let probs = crate::layers::ops::softmax_last(&scores)?;

@@ -53,9 +53,9 @@ pub struct Recipe {
 impl Recipe {
     pub fn full() -> Self {
         Self {
-            vae_steps: 800,
-            clip_steps: 600,
-            unet_steps: 1800,
+            vae_steps: 600,
+            clip_steps: 500,
+            unet_steps: 1500,
             attribute_steps: 700,
             identity_steps: 600,
             eval_clip_steps: 400,

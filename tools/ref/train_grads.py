@@ -1,0 +1,40 @@
+"""Training-gradient fixtures: the gradients PyTorch computes for the tiny SD-1.5-like VAE and
+UNet (tests/fixtures/sd15-tiny) on a fixed batch, so the Rust training path (custom conv,
+GroupNorm and bias backward, differentiable softmax/layer norm) is checked parameter by
+parameter.
+
+    /work/venv-ref/bin/python tools/ref/train_grads.py   # writes tests/fixtures/train-grads/
+"""
+import pathlib
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from safetensors.torch import save_file
+
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "tests" / "fixtures"
+out = ROOT / "train-grads"
+out.mkdir(parents=True, exist_ok=True)
+g = torch.Generator().manual_seed(11)
+
+vae = AutoencoderKL.from_pretrained(ROOT / "sd15-tiny" / "vae").float()
+x = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+d = vae.encode(x).latent_dist
+rec = vae.decode(d.mean).sample
+loss = ((rec - x) ** 2).mean()
+loss.backward()
+t = {"x": x, "loss": loss.detach().reshape(1)}
+t.update({f"grad.{n}": p.grad for n, p in vae.named_parameters() if p.grad is not None})
+save_file({k: v.contiguous() for k, v in t.items()}, out / "vae.safetensors")
+
+unet = UNet2DConditionModel.from_pretrained(ROOT / "sd15-tiny" / "unet").float()
+z = torch.randn(2, 4, 16, 16, generator=g)
+ctx = torch.randn(2, 77, unet.config.cross_attention_dim, generator=g)
+ts = torch.tensor([10.0, 700.0])
+pred = unet(z, ts, ctx).sample
+target = torch.randn(2, 4, 16, 16, generator=g)
+loss = ((pred - target) ** 2).mean()
+loss.backward()
+t = {"z": z, "ctx": ctx, "t": ts, "target": target, "loss": loss.detach().reshape(1)}
+t.update({f"grad.{n}": p.grad for n, p in unet.named_parameters() if p.grad is not None})
+save_file({k: v.contiguous() for k, v in t.items()}, out / "unet.safetensors")
+print("vae params with grad:", sum(1 for k in t if k.startswith("grad.")))
