@@ -105,7 +105,7 @@ pub fn sample(
         let x = Tensor::cat(&vec![&latents; branches.len()], 0)?;
         let x = scheduler.scale_model_input(&x, i)?;
         let tt = Tensor::new(&[t as f32], &dev)?;
-        let mut hooks = guidance.hooks(i, steps);
+        let mut hooks = guidance.hooks(i, steps, n);
         let mut ctx = Ctx::new(scale, hooks.as_mut());
         let eps = model.unet.forward(&x, &tt, &cond.context, cond.added.as_ref(), &mut ctx)?;
         cost.unet_calls += 1;

@@ -119,4 +119,12 @@ fn masked_cfgpp_autoguidance_and_subject_agnostic_end_to_end() {
         run(&model, method("subject-agnostic", MethodParams { guidance: 7.0, ..Default::default() }).as_ref(), 1);
     let (cfg1, _) = run(&model, &Cfg { scale: 7.0 }, 1);
     assert!(max_diff(&sag1, &cfg1) < 1e-4, "{}", max_diff(&sag1, &cfg1));
+
+    // Photoswap: 3 rows; without copy steps it is CFG on the concept branch; copies change it.
+    let ps = |steps| method("photoswap", MethodParams { guidance: 7.0, photoswap_steps: steps, ..Default::default() });
+    let (p0, pcost) = run(&model, ps((0, 0, 0)).as_ref(), 1);
+    assert_eq!(pcost.unet_rows, 3);
+    assert!(max_diff(&p0, &cfg1) < 1e-4, "{}", max_diff(&p0, &cfg1));
+    let (p1, _) = run(&model, ps((1, 1, 1)).as_ref(), 1);
+    assert!(max_diff(&p1, &p0) > 1e-4, "copied attention must change the concept branch");
 }

@@ -79,4 +79,3 @@ fn unet_gradients_match_pytorch() {
     assert!((l - lw).abs() < 1e-5 * lw.abs().max(1.0), "loss {l} vs {lw}");
     compare(&vm, &loss.backward().unwrap(), &want);
 }
-

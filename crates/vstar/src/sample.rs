@@ -23,8 +23,8 @@ pub struct SampleArgs {
     /// LoRA file (diffusers/PEFT or kohya safetensors); repeat for several.
     #[arg(long)]
     adapter: Vec<PathBuf>,
-    /// cfg, concept, superclass, mixed, switching, multi-stage, pg, autoguidance, cfg++, pg++,
-    /// subject-agnostic.
+    /// cfg, concept, superclass, mixed, switching, multi-stage, masked, photoswap, pg,
+    /// autoguidance, cfg++, pg++, subject-agnostic.
     #[arg(long, default_value = "cfg")]
     method: String,
     /// The placeholder token in --prompt (default: from the adapter's vstar.json).
@@ -61,6 +61,10 @@ pub struct SampleArgs {
     /// Masked sampling: write each step's mask as PNG next to the images.
     #[arg(long)]
     save_masks: bool,
+    /// Photoswap's t_SF,t_CM,t_SM: steps with copied self-attention features, cross-attention
+    /// maps and self-attention maps (Photoswap's own default 10,20,25).
+    #[arg(long, value_delimiter = ',', num_args = 3, default_value = "10,20,25")]
+    photoswap_steps: Vec<usize>,
     /// Subject-agnostic guidance's l.
     #[arg(long, default_value_t = 1.0)]
     sag_scale: f64,
@@ -111,6 +115,7 @@ fn method_params(a: &SampleArgs) -> MethodParams {
             _ => MaskSource::ClassWord,
         },
         token_positions: None,
+        photoswap_steps: (a.photoswap_steps[0], a.photoswap_steps[1], a.photoswap_steps[2]),
         sag_scale: a.sag_scale,
         allow_extrapolation: a.allow_extrapolation,
     }

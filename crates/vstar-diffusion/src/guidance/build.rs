@@ -3,13 +3,13 @@
 
 use super::{
     Autoguidance, Cfg, CfgPlusPlus, Guidance, MaskSource, Masked, Mixed, MultiStage, PersonalizationGuidance,
-    PromptKind, SubjectAgnostic, Superclass, Switching,
+    Photoswap, PromptKind, SubjectAgnostic, Superclass, Switching,
 };
 use crate::scheduler::{Ddim, SchedulerConfig, SchedulerKind};
 use candle_core::{Error, Result};
 
 /// Every method `build` knows, in the order the CLI lists them.
-pub const METHODS: [&str; 12] = [
+pub const METHODS: [&str; 13] = [
     "cfg",
     "concept",
     "superclass",
@@ -17,6 +17,7 @@ pub const METHODS: [&str; 12] = [
     "switching",
     "multi-stage",
     "masked",
+    "photoswap",
     "pg",
     "autoguidance",
     "cfg++",
@@ -53,6 +54,8 @@ pub struct MethodParams {
     /// Token positions of (class word in the superclass prompt, placeholder in the concept
     /// prompt), found by the caller's tokenizer; masked sampling needs them.
     pub token_positions: Option<(usize, usize)>,
+    /// --photoswap-steps: (t_SF, t_CM, t_SM).
+    pub photoswap_steps: (usize, usize, usize),
     /// --sag-scale: subject-agnostic guidance's l.
     pub sag_scale: f64,
     /// --allow-extrapolation: omega outside [0, 1].
@@ -71,6 +74,7 @@ impl Default for MethodParams {
             q: 0.5,
             mask_source: MaskSource::ClassWord,
             token_positions: None,
+            photoswap_steps: (10, 20, 25),
             sag_scale: 1.0,
             allow_extrapolation: false,
         }
@@ -112,6 +116,10 @@ pub fn build(name: &str, p: &MethodParams, sampler: &SamplerSetup) -> Result<Box
                 token_pos,
                 masks: Default::default(),
             })
+        }
+        "photoswap" => {
+            let (t_sf, t_cm, t_sm) = p.photoswap_steps;
+            Box::new(Photoswap { scale: p.guidance, t_sf, t_cm, t_sm })
         }
         "subject-agnostic" => Box::new(SubjectAgnostic { sag_scale: p.sag_scale, cfg_scale: p.guidance }),
         "cfg++" | "pg++" => {

@@ -77,7 +77,7 @@ impl Guidance for Masked {
         ]
     }
 
-    fn hooks(&self, step: usize, _: usize) -> Option<AttentionHooks> {
+    fn hooks(&self, step: usize, _: usize, _: usize) -> Option<AttentionHooks> {
         (step >= self.t_sw).then(|| AttentionHooks::recording(vec![self.class_pos, self.token_pos]))
     }
 

@@ -8,6 +8,7 @@ mod cfgpp;
 mod masked;
 mod mixed;
 mod pg;
+mod photoswap;
 mod subject_agnostic;
 
 pub use autoguidance::Autoguidance;
@@ -16,6 +17,7 @@ pub use cfgpp::CfgPlusPlus;
 pub use masked::{MaskSource, Masked};
 pub use mixed::{Mixed, MultiStage, Superclass, Switching};
 pub use pg::PersonalizationGuidance;
+pub use photoswap::Photoswap;
 pub use subject_agnostic::SubjectAgnostic;
 
 use candle_core::{Result, Tensor};
@@ -52,8 +54,9 @@ pub trait Guidance {
     fn branches(&self, step: usize, steps: usize) -> Vec<Branch>;
     /// The guided prediction from one prediction per branch (same order as `branches`).
     fn combine(&self, step: usize, steps: usize, eps: &[Tensor]) -> Result<Tensor>;
-    /// Attention hooks for the UNet call at `step` (None, the default, costs nothing).
-    fn hooks(&self, _step: usize, _steps: usize) -> Option<AttentionHooks> {
+    /// Attention hooks for the UNet call at `step`, whose batch holds `n` rows per branch
+    /// (None, the default, costs nothing).
+    fn hooks(&self, _step: usize, _steps: usize, _n: usize) -> Option<AttentionHooks> {
         None
     }
     /// `combine` with what the hooks recorded during the call (methods that read attention).
