@@ -7,6 +7,7 @@ use crate::noise::NoiseSource;
 use crate::scheduler::Scheduler;
 use candle_core::{Error, Result, Tensor};
 use std::collections::BTreeMap;
+use vstar_nn::layers::AttentionHooks;
 use vstar_nn::model::{Conditioning, Model};
 use vstar_nn::Ctx;
 
@@ -71,6 +72,31 @@ fn batch_rows(branches: &[Branch], prompts: &Prompts, n: usize) -> Result<(Condi
     Ok((cond, scale))
 }
 
+/// One batched UNet call over `branches` at `latents` (n rows each): the per-branch outputs.
+#[allow(clippy::too_many_arguments)]
+fn call(
+    model: &Model,
+    scheduler: &dyn Scheduler,
+    prompts: &Prompts,
+    i: usize,
+    latents: &Tensor,
+    branches: &[Branch],
+    hooks: Option<&mut AttentionHooks>,
+    cost: &mut Cost,
+) -> Result<Vec<Tensor>> {
+    let n = latents.dim(0)?;
+    let t = scheduler.timesteps()[i];
+    let (cond, scale) = batch_rows(branches, prompts, n)?;
+    let x = Tensor::cat(&vec![latents; branches.len()], 0)?;
+    let x = scheduler.scale_model_input(&x, i)?;
+    let tt = Tensor::new(&[t as f32], latents.device())?;
+    let mut ctx = Ctx::new(scale, hooks);
+    let eps = model.unet.forward(&x, &tt, &cond.context, cond.added.as_ref(), &mut ctx)?;
+    cost.unet_calls += 1;
+    cost.unet_rows += branches.len();
+    (0..branches.len()).map(|k| eps.narrow(0, k * n, n)).collect()
+}
+
 /// Runs the loop. `noise`: the stream stochastic schedulers draw from.
 pub fn sample(
     model: &Model,
@@ -99,18 +125,14 @@ pub fn sample(
     let dev = latents.device().clone();
     let mut cost = Cost::default();
     for i in first..steps {
-        let t = scheduler.timesteps()[i];
+        // Refinement passes (ProFusion) move z_t before the step's own prediction.
+        for _ in 0..guidance.refines(i, steps) {
+            let chunks = call(model, &*scheduler, prompts, i, &latents, &guidance.refine_branches(), None, &mut cost)?;
+            latents = guidance.refine(i, &latents, &chunks, &noise.randn(latents.shape(), &dev)?)?;
+        }
         let branches = guidance.branches(i, steps);
-        let (cond, scale) = batch_rows(&branches, prompts, n)?;
-        let x = Tensor::cat(&vec![&latents; branches.len()], 0)?;
-        let x = scheduler.scale_model_input(&x, i)?;
-        let tt = Tensor::new(&[t as f32], &dev)?;
         let mut hooks = guidance.hooks(i, steps, n);
-        let mut ctx = Ctx::new(scale, hooks.as_mut());
-        let eps = model.unet.forward(&x, &tt, &cond.context, cond.added.as_ref(), &mut ctx)?;
-        cost.unet_calls += 1;
-        cost.unet_rows += branches.len();
-        let chunks = (0..branches.len()).map(|k| eps.narrow(0, k * n, n)).collect::<Result<Vec<_>>>()?;
+        let chunks = call(model, &*scheduler, prompts, i, &latents, &branches, hooks.as_mut(), &mut cost)?;
         let guided = guidance.combine_hooked(i, steps, &chunks, hooks.as_ref())?;
         let step_noise = if scheduler.needs_noise() { Some(noise.randn(latents.shape(), &dev)?) } else { None };
         latents = scheduler.step(&guided, i, &latents, step_noise.as_ref())?;

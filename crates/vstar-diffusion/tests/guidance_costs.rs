@@ -127,4 +127,13 @@ fn masked_cfgpp_autoguidance_and_subject_agnostic_end_to_end() {
     assert!(max_diff(&p0, &cfg1) < 1e-4, "{}", max_diff(&p0, &cfg1));
     let (p1, _) = run(&model, ps((1, 1, 1)).as_ref(), 1);
     assert!(max_diff(&p1, &p0) > 1e-4, "copied attention must change the concept branch");
+
+    // ProFusion: twice the calls of mixed; r = 0 is mixed sampling exactly.
+    let pf = |r| method("profusion", MethodParams { r, ..Default::default() });
+    let (pf0, pfcost) = run(&model, pf(0.0).as_ref(), STEPS);
+    assert_eq!(pfcost, Cost { unet_calls: 2 * STEPS, unet_rows: 5 * STEPS });
+    let (mixed_again, _) = run(&model, method("mixed", MethodParams::default()).as_ref(), STEPS);
+    assert_eq!(max_diff(&pf0, &mixed_again), 0.0);
+    let (pf3, _) = run(&model, pf(0.3).as_ref(), STEPS);
+    assert!(max_diff(&pf3, &mixed_again) > 1e-3);
 }

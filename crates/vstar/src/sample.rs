@@ -23,7 +23,7 @@ pub struct SampleArgs {
     /// LoRA file (diffusers/PEFT or kohya safetensors); repeat for several.
     #[arg(long)]
     adapter: Vec<PathBuf>,
-    /// cfg, concept, superclass, mixed, switching, multi-stage, masked, photoswap, pg,
+    /// cfg, concept, superclass, mixed, switching, multi-stage, masked, profusion, photoswap, pg,
     /// autoguidance, cfg++, pg++, subject-agnostic.
     #[arg(long, default_value = "cfg")]
     method: String,
@@ -61,6 +61,15 @@ pub struct SampleArgs {
     /// Masked sampling: write each step's mask as PNG next to the images.
     #[arg(long)]
     save_masks: bool,
+    /// ProFusion's refinement strength r (0 = mixed sampling at twice the calls).
+    #[arg(long, default_value_t = 0.3)]
+    r: f64,
+    /// ProFusion's concept guidance in the refinement step.
+    #[arg(long, default_value_t = 7.0)]
+    w_ref: f64,
+    /// ProFusion's refinement passes per step.
+    #[arg(long, default_value_t = 1)]
+    refine_repeats: usize,
     /// Photoswap's t_SF,t_CM,t_SM: steps with copied self-attention features, cross-attention
     /// maps and self-attention maps (Photoswap's own default 10,20,25).
     #[arg(long, value_delimiter = ',', num_args = 3, default_value = "10,20,25")]
@@ -115,6 +124,9 @@ fn method_params(a: &SampleArgs) -> MethodParams {
             _ => MaskSource::ClassWord,
         },
         token_positions: None,
+        r: a.r,
+        w_ref: a.w_ref,
+        refine_repeats: a.refine_repeats,
         photoswap_steps: (a.photoswap_steps[0], a.photoswap_steps[1], a.photoswap_steps[2]),
         sag_scale: a.sag_scale,
         allow_extrapolation: a.allow_extrapolation,

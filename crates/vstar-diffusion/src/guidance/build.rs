@@ -3,13 +3,13 @@
 
 use super::{
     Autoguidance, Cfg, CfgPlusPlus, Guidance, MaskSource, Masked, Mixed, MultiStage, PersonalizationGuidance,
-    Photoswap, PromptKind, SubjectAgnostic, Superclass, Switching,
+    Photoswap, ProFusion, PromptKind, SubjectAgnostic, Superclass, Switching,
 };
 use crate::scheduler::{Ddim, SchedulerConfig, SchedulerKind};
 use candle_core::{Error, Result};
 
 /// Every method `build` knows, in the order the CLI lists them.
-pub const METHODS: [&str; 13] = [
+pub const METHODS: [&str; 14] = [
     "cfg",
     "concept",
     "superclass",
@@ -17,6 +17,7 @@ pub const METHODS: [&str; 13] = [
     "switching",
     "multi-stage",
     "masked",
+    "profusion",
     "photoswap",
     "pg",
     "autoguidance",
@@ -54,6 +55,10 @@ pub struct MethodParams {
     /// Token positions of (class word in the superclass prompt, placeholder in the concept
     /// prompt), found by the caller's tokenizer; masked sampling needs them.
     pub token_positions: Option<(usize, usize)>,
+    /// --r, --w-ref, --refine-repeats: ProFusion's refinement.
+    pub r: f64,
+    pub w_ref: f64,
+    pub refine_repeats: usize,
     /// --photoswap-steps: (t_SF, t_CM, t_SM).
     pub photoswap_steps: (usize, usize, usize),
     /// --sag-scale: subject-agnostic guidance's l.
@@ -74,6 +79,9 @@ impl Default for MethodParams {
             q: 0.5,
             mask_source: MaskSource::ClassWord,
             token_positions: None,
+            r: 0.3,
+            w_ref: 7.0,
+            refine_repeats: 1,
             photoswap_steps: (10, 20, 25),
             sag_scale: 1.0,
             allow_extrapolation: false,
@@ -116,6 +124,18 @@ pub fn build(name: &str, p: &MethodParams, sampler: &SamplerSetup) -> Result<Box
                 token_pos,
                 masks: Default::default(),
             })
+        }
+        "profusion" => {
+            if sampler.kind != SchedulerKind::Ddim {
+                return Err(Error::Msg(
+                    "--method profusion works with the DDIM scheduler only: pass --scheduler ddim".into(),
+                ));
+            }
+            if p.r < 0.0 {
+                return Err(Error::Msg(format!("--r {} must be at least 0", p.r)));
+            }
+            let mixed = Mixed { ws: p.ws, wc: p.wc };
+            Box::new(ProFusion::new(mixed, p.w_ref, p.r, p.refine_repeats, &Ddim::new(sampler.config, sampler.steps)?)?)
         }
         "photoswap" => {
             let (t_sf, t_cm, t_sm) = p.photoswap_steps;

@@ -9,6 +9,7 @@ mod masked;
 mod mixed;
 mod pg;
 mod photoswap;
+mod profusion;
 mod subject_agnostic;
 
 pub use autoguidance::Autoguidance;
@@ -18,6 +19,7 @@ pub use masked::{MaskSource, Masked};
 pub use mixed::{Mixed, MultiStage, Superclass, Switching};
 pub use pg::PersonalizationGuidance;
 pub use photoswap::Photoswap;
+pub use profusion::ProFusion;
 pub use subject_agnostic::SubjectAgnostic;
 
 use candle_core::{Result, Tensor};
@@ -68,6 +70,18 @@ pub trait Guidance {
         _hooks: Option<&AttentionHooks>,
     ) -> Result<Tensor> {
         self.combine(step, steps, eps)
+    }
+    /// Refinement passes before the step's prediction (ProFusion; default none).
+    fn refines(&self, _step: usize, _steps: usize) -> usize {
+        0
+    }
+    /// The rows of a refinement pass.
+    fn refine_branches(&self) -> Vec<Branch> {
+        vec![]
+    }
+    /// The refined latents from a pass's predictions and fresh standard-normal `noise`.
+    fn refine(&self, _step: usize, z: &Tensor, _eps: &[Tensor], _noise: &Tensor) -> Result<Tensor> {
+        Ok(z.clone())
     }
     /// Masks the method computed, by step (masked sampling; `--save-masks`).
     fn saved_masks(&self) -> Vec<(usize, Tensor)> {
