@@ -1,6 +1,8 @@
 //! vstar-eval: how results are judged - SSIM, the Toyland oracles as metrics (per-element
 //! recall, identity similarity), and `vstar toyland check`.
 
+pub mod demo;
 pub mod judges;
+pub mod report;
 pub mod ssim;
 pub mod toyland_check;

@@ -16,10 +16,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job on Toyland, end to end (lands with the demo issue).
+    /// The main job on Toyland, end to end: train a LoRA on a ToyBooth subject, sample it with
+    /// every method, judge with the oracles, write an HTML report.
     Demo {
         #[arg(long, default_value = "out/demo")]
         out: std::path::PathBuf,
+        /// A pretrained Toyland folder (default: the shipped one).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// A tiny run of every part (to test the command, not the methods).
+        #[arg(long)]
+        quick: bool,
     },
     /// Generate images from a prompt.
     Sample(sample::SampleArgs),
@@ -35,14 +42,29 @@ enum Command {
     },
 }
 
+fn demo(out: std::path::PathBuf, model: Option<std::path::PathBuf>, quick: bool) -> anyhow::Result<()> {
+    let dir = match model {
+        Some(m) => m,
+        None => vstar_nn::locate::resolve_model(None)?,
+    };
+    if !vstar_toyland::pretrain::is_complete(&dir) {
+        anyhow::bail!(
+            "{}: no pretrained Toyland (oracles missing); run `vstar toyland pretrain --out {}` first",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let size = if quick { vstar_eval::demo::DemoSize::quick() } else { vstar_eval::demo::DemoSize::full() };
+    let page = vstar_eval::demo::run(&dir, &out, size, &mut |l| eprintln!("{l}"))?;
+    println!("{}", page.display());
+    Ok(())
+}
+
 fn main() {
     vstar_nn::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo { .. } => {
-            println!("vstar demo: not yet - the end-to-end Toyland demo lands with the demo issue; `vstar sample` works now.");
-            Ok(())
-        }
+        Command::Demo { out, model, quick } => demo(out, model, quick),
         Command::Sample(args) => sample::run(args),
         Command::Train(args) => train::run(args),
         Command::Bench { iters } => bench::run(iters),

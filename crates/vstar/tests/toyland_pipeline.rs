@@ -86,4 +86,13 @@ fn pretrain_smoke_then_sample_train_and_check() {
     for section in ["Attribute oracle", "Identity oracle", "Base model", "Sampling time", "Rare tokens"] {
         assert!(stdout.contains(section), "missing {section}:\n{stdout}");
     }
+
+    let demo = dir.join("demo");
+    let (ok, stdout, err) = vstar(&["demo", "--quick", "--model", m, "--out", demo.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(stdout.trim().ends_with("index.html"));
+    let csv = std::fs::read_to_string(demo.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 13, "a row per method:\n{csv}");
+    let page = std::fs::read_to_string(demo.join("index.html")).unwrap();
+    assert!(page.contains("id=\"tradeoff\"") && page.matches("<img").count() == 13);
 }

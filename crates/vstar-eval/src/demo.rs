@@ -1,0 +1,195 @@
+//! `vstar demo`: the main job on Toyland in one command - personalize a ToyBooth subject with
+//! a LoRA, sample it with every guidance method from the same seeds, judge every image with
+//! the oracles (identity similarity to the subject, prompt-element recall), and write a
+//! report (HTML page, JSON and CSV) with the cost of each method.
+
+use crate::judges::{element_hits, element_recall, Judges};
+use crate::report;
+use candle_core::{Device, Result, Tensor};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use vstar_diffusion::guidance::build::{self, MethodParams, SamplerSetup};
+use vstar_diffusion::guidance::PromptKind;
+use vstar_diffusion::sampler::Cost;
+use vstar_diffusion::scheduler::{SchedulerConfig, SchedulerKind};
+use vstar_diffusion::{images, pipeline};
+use vstar_nn::adapters::lora::LoraFormat;
+use vstar_nn::model::Model;
+use vstar_toyland::pretrain::contrastive::normalize;
+use vstar_toyland::toybooth::{complex_prompts, dreambooth_prompts, Prompt, Subject};
+use vstar_train::personalize::{train, TrainSpec};
+
+/// Sizes of a demo run; `quick` for tests.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoSize {
+    pub train_steps: usize,
+    pub prompts: usize,
+    pub images_per_prompt: usize,
+    pub steps: usize,
+}
+
+impl DemoSize {
+    pub fn full() -> Self {
+        Self { train_steps: 400, prompts: 8, images_per_prompt: 2, steps: 30 }
+    }
+    pub fn quick() -> Self {
+        Self { train_steps: 2, prompts: 1, images_per_prompt: 1, steps: 4 }
+    }
+}
+
+/// One method's results over the prompt set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MethodResult {
+    pub method: String,
+    pub params: serde_json::Value,
+    /// Mean cosine similarity of the identity oracle's embedding to the subject's references.
+    pub identity: f64,
+    /// Mean fraction of the prompt's context elements the attribute oracle finds.
+    pub recall: f64,
+    /// Share of images whose superclass is right.
+    pub superclass: f64,
+    pub cost_per_image: Cost,
+    pub seconds_per_image: f64,
+    /// Image files, by prompt.
+    pub images: Vec<Vec<String>>,
+}
+
+pub const TOKEN: &str = "immen";
+pub const SUBJECT: &str = "dog_a";
+
+/// The demo's prompts: complex ones first (where the trade-off shows), then single-element ones.
+pub fn prompts(n: usize) -> Vec<Prompt> {
+    let (c, d) = (complex_prompts(), dreambooth_prompts());
+    let mut v: Vec<Prompt> = c.into_iter().take(n.div_ceil(2)).collect();
+    v.extend(d.into_iter().step_by(3).take(n - v.len()));
+    v
+}
+
+fn params_for(method: &str, positions: (usize, usize)) -> MethodParams {
+    let guidance = if method.ends_with("++") { 0.4 } else { 5.0 };
+    MethodParams { guidance, token_positions: Some(positions), t_sw: 5, ..Default::default() }
+}
+
+/// Identity similarity of each image to the subject (cosine to the reference centroid).
+fn identity(judges: &Judges, imgs: &Tensor, centroid: &Tensor) -> Result<Vec<f64>> {
+    let e = judges.identity(imgs)?;
+    Ok(e.matmul(&centroid.unsqueeze(1)?)?.flatten_all()?.to_vec1::<f32>()?.into_iter().map(|v| v as f64).collect())
+}
+
+fn subject_centroid(judges: &Judges, s: &Subject, dev: &Device) -> Result<Tensor> {
+    let refs = ((vstar_toyland::pretrain::data::images(&s.references, dev)? + 1.0)? / 2.0)?;
+    normalize(&judges.identity(&refs)?.mean_keepdim(0)?)?.squeeze(0)
+}
+
+pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let started = Instant::now();
+    let dev = Device::Cpu;
+    let model = Model::load(model_dir, &dev)?;
+    let judges = Judges::load(model_dir, &dev)?;
+    let tb = vstar_toyland::manifest();
+    let subject = tb.subject(SUBJECT).expect("ToyBooth has dog_a").clone();
+    let class = subject.superclass;
+
+    // 1. The subject's reference images, and a LoRA trained on them.
+    let refs = out.join("subject");
+    for (i, spec) in subject.references.iter().enumerate() {
+        images::save_png(&refs.join(format!("{i}.png")), &vstar_toyland::render(spec, 32).image)?;
+    }
+    let spec = TrainSpec {
+        images: refs.clone(),
+        token: TOKEN.into(),
+        class: class.word().into(),
+        method: "lora".into(),
+        steps: size.train_steps,
+        lr: 5e-4,
+        rank: 4,
+        batch: 4,
+        seed: 0,
+        out: out.join("lora"),
+        format: LoraFormat::Diffusers,
+    };
+    log(&format!("1/3 training a LoRA on ToyBooth subject {SUBJECT} ({} steps)", size.train_steps));
+    let _ = std::fs::remove_dir_all(&spec.out);
+    let trained = train(&model, &spec, &mut |l| log(&format!("    {l}")))?; // attaches the LoRA to `model`
+
+    // 2. Every method on the prompt set, same seeds.
+    let centroid = subject_centroid(&judges, &subject, &dev)?;
+    let sched: SchedulerConfig = serde_json::from_value(model.scheduler_config.clone())
+        .map_err(|e| candle_core::Error::Msg(format!("scheduler config: {e}")))?;
+    let setup = SamplerSetup { kind: SchedulerKind::Ddim, config: &sched, steps: size.steps };
+    let prompts = prompts(size.prompts);
+    let tok = &model.text[0].tokenizer;
+    let methods: Vec<&str> = build::METHODS.iter().copied().filter(|m| *m != "cfg").collect();
+    let mut results = vec![];
+    for (mi, &method) in methods.iter().enumerate() {
+        let t0 = Instant::now();
+        let (mut ids, mut recalls, mut sc_hits, mut n) = (vec![], vec![], 0usize, 0usize);
+        let mut files = vec![];
+        let mut cost = Cost::default();
+        let mut params = serde_json::Value::Null;
+        for (pi, p) in prompts.iter().enumerate() {
+            let concept = p.text(class, Some(TOKEN));
+            let sup = p.text(class, None);
+            let positions = (tok.find(&sup, class.word())?.unwrap_or(1), tok.find(&concept, TOKEN)?.unwrap_or(1));
+            let g = build::build(method, &params_for(method, positions), &setup)?;
+            params = g.params();
+            let mut by_kind = BTreeMap::new();
+            by_kind.insert(PromptKind::Concept, pipeline::encode_prompt(&model, &concept)?);
+            by_kind.insert(PromptKind::Superclass, pipeline::encode_prompt(&model, &sup)?);
+            let (imgs, c) =
+                pipeline::txt2img(&model, g.as_ref(), by_kind, size.images_per_prompt, 100 + pi as u64, size.steps)?;
+            cost = c;
+            ids.extend(identity(&judges, &imgs, &centroid)?);
+            let mut row = vec![];
+            for (k, pred) in judges.attributes(&imgs)?.iter().enumerate() {
+                let hits = element_hits(pred, class, &p.elements);
+                recalls.push(element_recall(&hits));
+                sc_hits += hits[0].1 as usize;
+                n += 1;
+                let f = format!("images/{}/{pi:02}_{k}.png", method.replace('+', "p"));
+                images::save_png(&out.join(&f), &images::to_rgb(&imgs.get(k)?)?)?;
+                row.push(f);
+            }
+            files.push(row);
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let r = MethodResult {
+            method: method.to_string(),
+            params,
+            identity: mean(&ids),
+            recall: mean(&recalls),
+            superclass: sc_hits as f64 / n.max(1) as f64,
+            cost_per_image: cost,
+            seconds_per_image: t0.elapsed().as_secs_f64() / n.max(1) as f64,
+            images: files,
+        };
+        log(&format!(
+            "2/3 [{}/{}] {method}: identity {:.3}, recall {:.3}, {} UNet rows/image, {:.2} s/image",
+            mi + 1,
+            methods.len(),
+            r.identity,
+            r.recall,
+            r.cost_per_image.unet_rows,
+            r.seconds_per_image
+        ));
+        results.push(r);
+    }
+
+    // 3. The report.
+    let summary = serde_json::json!({
+        "model": model_dir.display().to_string(),
+        "subject": SUBJECT,
+        "token": TOKEN,
+        "lora": trained.adapter.display().to_string(),
+        "train_seconds": trained.seconds,
+        "prompts": prompts.iter().map(|p| p.text(class, Some(TOKEN))).collect::<Vec<_>>(),
+        "images_per_prompt": size.images_per_prompt,
+        "sampling_steps": size.steps,
+        "total_seconds": started.elapsed().as_secs_f64(),
+        "results": results,
+    });
+    let page = report::write(out, &summary, &results)?;
+    log(&format!("3/3 report written in {:.0} s total", started.elapsed().as_secs_f64()));
+    Ok(page)
+}

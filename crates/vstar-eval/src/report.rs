@@ -1,0 +1,137 @@
+//! The run report: results.json, results.csv and a static HTML page (method table with cost,
+//! the identity / recall trade-off as an inline SVG scatter, and image grids with the same
+//! seeds side by side).
+
+use crate::demo::MethodResult;
+use candle_core::{Error, Result};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use vstar_diffusion::images::write_atomic;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Identity (x) vs recall (y), one labelled point per method.
+fn scatter(results: &[MethodResult]) -> String {
+    let (w, h, pad) = (520.0, 360.0, 50.0);
+    let xs: Vec<f64> = results.iter().map(|r| r.identity).collect();
+    let ys: Vec<f64> = results.iter().map(|r| r.recall).collect();
+    let range = |v: &[f64]| {
+        let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        let m = ((hi - lo) * 0.1).max(0.01);
+        (lo - m, hi + m)
+    };
+    let ((x0, x1), (y0, y1)) = (range(&xs), range(&ys));
+    let px = |x: f64| pad + (x - x0) / (x1 - x0) * (w - 2.0 * pad);
+    let py = |y: f64| h - pad - (y - y0) / (y1 - y0) * (h - 2.0 * pad);
+    let mut s = format!(r#"<svg id="tradeoff" width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">"#);
+    let _ = write!(
+        s,
+        r#"<rect x="{pad}" y="{pad}" width="{}" height="{}" fill="none" stroke="grey"/>"#,
+        w - 2.0 * pad,
+        h - 2.0 * pad
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">identity similarity (subject fidelity) &#8594;</text>"#,
+        w / 2.0,
+        h - 12.0
+    );
+    let _ = write!(
+        s,
+        r#"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">prompt-element recall (text fidelity) &#8594;</text>"#,
+        h / 2.0,
+        h / 2.0
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{pad}" y="{}" font-size="11">{x0:.3}</text><text x="{}" y="{}" font-size="11" text-anchor="end">{x1:.3}</text>"#,
+        h - pad + 14.0,
+        w - pad,
+        h - pad + 14.0
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" font-size="11" text-anchor="end">{y0:.2}</text><text x="{}" y="{}" font-size="11" text-anchor="end">{y1:.2}</text>"#,
+        pad - 4.0,
+        h - pad,
+        pad - 4.0,
+        pad + 10.0
+    );
+    for r in results {
+        let (x, y) = (px(r.identity), py(r.recall));
+        let _ = write!(
+            s,
+            r#"<circle class="point" cx="{x:.1}" cy="{y:.1}" r="4" fill="firebrick"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#,
+            x + 6.0,
+            y - 4.0,
+            esc(&r.method)
+        );
+    }
+    s + "</svg>"
+}
+
+/// Writes results.json, results.csv and index.html into `dir`; returns the page's path.
+pub fn write(dir: &Path, summary: &serde_json::Value, results: &[MethodResult]) -> Result<PathBuf> {
+    let json = serde_json::to_string_pretty(summary).map_err(|e| Error::Msg(e.to_string()))?;
+    write_atomic(&dir.join("results.json"), json.as_bytes())?;
+    let mut csv =
+        String::from("method,identity,recall,superclass,unet_calls_per_image,unet_rows_per_image,seconds_per_image\n");
+    for r in results {
+        let _ = writeln!(
+            csv,
+            "{},{:.4},{:.4},{:.4},{},{},{:.3}",
+            r.method,
+            r.identity,
+            r.recall,
+            r.superclass,
+            r.cost_per_image.unet_calls,
+            r.cost_per_image.unet_rows,
+            r.seconds_per_image
+        );
+    }
+    write_atomic(&dir.join("results.csv"), csv.as_bytes())?;
+
+    let mut h = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>vstar report</title><style>body{font-family:sans-serif;margin:24px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}img.s{width:64px;height:64px;image-rendering:pixelated;margin:1px}</style></head><body>");
+    let _ = write!(h, "<h1>vstar report</h1><p>Model {}; subject {} (token <code>{}</code>); {} prompts x {} images, DDIM {} steps; total {:.0} s.</p>",
+        esc(summary["model"].as_str().unwrap_or("")), esc(summary["subject"].as_str().unwrap_or("")), esc(summary["token"].as_str().unwrap_or("")),
+        summary["prompts"].as_array().map_or(0, |a| a.len()), summary["images_per_prompt"], summary["sampling_steps"], summary["total_seconds"].as_f64().unwrap_or(0.0));
+    h += "<h2>Subject fidelity vs text fidelity</h2>";
+    h += &scatter(results);
+    h += "<h2>Methods</h2><table id=\"methods\"><tr><th>method</th><th>identity</th><th>recall</th><th>superclass</th><th>UNet calls / image</th><th>UNet rows / image</th><th>s / image</th></tr>";
+    for r in results {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+            esc(&r.method),
+            r.identity,
+            r.recall,
+            r.superclass,
+            r.cost_per_image.unet_calls,
+            r.cost_per_image.unet_rows,
+            r.seconds_per_image
+        );
+    }
+    h += "</table><h2>Images (same seed per column)</h2><table id=\"grid\"><tr><th>method</th>";
+    let prompts = summary["prompts"].as_array().cloned().unwrap_or_default();
+    for p in &prompts {
+        let _ = write!(h, "<th style=\"font-size:10px;max-width:140px\">{}</th>", esc(p.as_str().unwrap_or("")));
+    }
+    h += "</tr>";
+    for r in results {
+        let _ = write!(h, "<tr><td>{}</td>", esc(&r.method));
+        for row in &r.images {
+            h += "<td>";
+            for f in row {
+                let _ = write!(h, "<img class=\"s\" src=\"{}\">", esc(f));
+            }
+            h += "</td>";
+        }
+        h += "</tr>";
+    }
+    h += "</table></body></html>";
+    let page = dir.join("index.html");
+    write_atomic(&page, h.as_bytes())?;
+    Ok(page)
+}
