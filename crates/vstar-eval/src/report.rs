@@ -72,24 +72,29 @@ fn scatter(results: &[MethodResult]) -> String {
     s + "</svg>"
 }
 
+const COLUMNS: [&str; 7] =
+    ["method", "identity", "recall", "superclass", "unet_calls_per_image", "unet_rows_per_image", "seconds_per_image"];
+
+/// One method's row, formatted (the CSV and the HTML table share it).
+fn cells(r: &MethodResult) -> Vec<String> {
+    vec![
+        r.method.clone(),
+        format!("{:.4}", r.identity),
+        format!("{:.4}", r.recall),
+        format!("{:.3}", r.superclass),
+        r.cost_per_image.unet_calls.to_string(),
+        r.cost_per_image.unet_rows.to_string(),
+        format!("{:.3}", r.seconds_per_image),
+    ]
+}
+
 /// Writes results.json, results.csv and index.html into `dir`; returns the page's path.
 pub fn write(dir: &Path, summary: &serde_json::Value, results: &[MethodResult]) -> Result<PathBuf> {
     let json = serde_json::to_string_pretty(summary).map_err(|e| Error::Msg(e.to_string()))?;
     write_atomic(&dir.join("results.json"), json.as_bytes())?;
-    let mut csv =
-        String::from("method,identity,recall,superclass,unet_calls_per_image,unet_rows_per_image,seconds_per_image\n");
+    let mut csv = COLUMNS.join(",") + "\n";
     for r in results {
-        let _ = writeln!(
-            csv,
-            "{},{:.4},{:.4},{:.4},{},{},{:.3}",
-            r.method,
-            r.identity,
-            r.recall,
-            r.superclass,
-            r.cost_per_image.unet_calls,
-            r.cost_per_image.unet_rows,
-            r.seconds_per_image
-        );
+        csv += &(cells(r).join(",") + "\n");
     }
     write_atomic(&dir.join("results.csv"), csv.as_bytes())?;
 
@@ -99,19 +104,12 @@ pub fn write(dir: &Path, summary: &serde_json::Value, results: &[MethodResult]) 
         summary["prompts"].as_array().map_or(0, |a| a.len()), summary["images_per_prompt"], summary["sampling_steps"], summary["total_seconds"].as_f64().unwrap_or(0.0));
     h += "<h2>Subject fidelity vs text fidelity</h2>";
     h += &scatter(results);
-    h += "<h2>Methods</h2><table id=\"methods\"><tr><th>method</th><th>identity</th><th>recall</th><th>superclass</th><th>UNet calls / image</th><th>UNet rows / image</th><th>s / image</th></tr>";
+    h += "<h2>Methods</h2><table id=\"methods\"><tr>";
+    h += &COLUMNS.iter().map(|c| format!("<th>{}</th>", c.replace('_', " "))).collect::<String>();
+    h += "</tr>";
     for r in results {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
-            esc(&r.method),
-            r.identity,
-            r.recall,
-            r.superclass,
-            r.cost_per_image.unet_calls,
-            r.cost_per_image.unet_rows,
-            r.seconds_per_image
-        );
+        let row: String = cells(r).iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+        let _ = write!(h, "<tr>{row}</tr>");
     }
     h += "</table><h2>Images (same seed per column)</h2><table id=\"grid\"><tr><th>method</th>";
     let prompts = summary["prompts"].as_array().cloned().unwrap_or_default();

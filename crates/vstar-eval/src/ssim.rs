@@ -29,30 +29,27 @@ fn reflect(i: isize, n: usize) -> usize {
     m as usize
 }
 
-/// Separable Gaussian filter of an (h, w) plane.
-fn blur(p: &[f64], h: usize, w: usize) -> Vec<f64> {
+/// The Gaussian filter along one axis of an (h, w) plane (rows or columns).
+fn blur_axis(p: &[f64], h: usize, w: usize, along_rows: bool) -> Vec<f64> {
     let k = kernel();
-    let mut tmp = vec![0f64; h * w];
-    for y in 0..h {
-        for x in 0..w {
-            tmp[y * w + x] = k
-                .iter()
-                .enumerate()
-                .map(|(j, kv)| kv * p[y * w + reflect(x as isize + j as isize - RADIUS as isize, w)])
-                .sum();
-        }
-    }
+    let (n, step) = if along_rows { (w, 1) } else { (h, w) };
     let mut out = vec![0f64; h * w];
     for y in 0..h {
         for x in 0..w {
+            let (pos, base) = if along_rows { (x, y * w) } else { (y, x) };
             out[y * w + x] = k
                 .iter()
                 .enumerate()
-                .map(|(j, kv)| kv * tmp[reflect(y as isize + j as isize - RADIUS as isize, h) * w + x])
+                .map(|(j, kv)| kv * p[base + reflect(pos as isize + j as isize - RADIUS as isize, n) * step])
                 .sum();
         }
     }
     out
+}
+
+/// Separable Gaussian filter of an (h, w) plane.
+fn blur(p: &[f64], h: usize, w: usize) -> Vec<f64> {
+    blur_axis(&blur_axis(p, h, w, true), h, w, false)
 }
 
 /// SSIM of two planes (values 0..255).
