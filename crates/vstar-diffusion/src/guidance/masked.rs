@@ -7,7 +7,7 @@
 //! (the reference code's choice, default) or the placeholder in the concept branch.
 
 use super::cfg::cfg_combine;
-use super::{Branch, Guidance, PromptKind};
+use super::{Branch, Guidance, CONCEPT, NULL, SUPER};
 use candle_core::{Result, Tensor};
 use std::sync::Mutex;
 use vstar_nn::layers::AttentionHooks;
@@ -70,11 +70,7 @@ impl Guidance for Masked {
     }
 
     fn branches(&self, _: usize, _: usize) -> Vec<Branch> {
-        vec![
-            Branch::new(PromptKind::Null, 1.0),
-            Branch::new(PromptKind::Superclass, 1.0),
-            Branch::new(PromptKind::Concept, 1.0),
-        ]
+        vec![NULL, SUPER, CONCEPT]
     }
 
     fn hooks(&self, step: usize, _: usize, _: usize) -> Option<AttentionHooks> {

@@ -2,13 +2,9 @@
 //! combinations of the concept direction dC and the superclass direction dS.
 
 use super::cfg::cfg_combine;
-use super::{Branch, Guidance, PromptKind};
+use super::{Branch, Guidance, PromptKind, CONCEPT, NULL, SUPER};
 use candle_core::{Result, Tensor};
 use serde_json::json;
-
-const NULL: Branch = Branch { prompt: PromptKind::Null, adapter_scale: 1.0 };
-const SUPER: Branch = Branch { prompt: PromptKind::Superclass, adapter_scale: 1.0 };
-const CONCEPT: Branch = Branch { prompt: PromptKind::Concept, adapter_scale: 1.0 };
 
 /// `eps(null) + wS dS + wC dC` from predictions for (null, superclass, concept).
 pub fn mixed_combine(null: &Tensor, sup: &Tensor, concept: &Tensor, ws: f64, wc: f64) -> Result<Tensor> {

@@ -50,6 +50,11 @@ impl Branch {
     }
 }
 
+/// The common rows: unconditional, superclass and concept prompts at full adapter strength.
+pub(crate) const NULL: Branch = Branch { prompt: PromptKind::Null, adapter_scale: 1.0 };
+pub(crate) const SUPER: Branch = Branch { prompt: PromptKind::Superclass, adapter_scale: 1.0 };
+pub(crate) const CONCEPT: Branch = Branch { prompt: PromptKind::Concept, adapter_scale: 1.0 };
+
 pub trait Guidance {
     fn name(&self) -> &'static str;
     /// Rows needed at `step` (0-based, largest t first) of `steps`.

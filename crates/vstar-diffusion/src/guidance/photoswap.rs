@@ -5,7 +5,7 @@
 //! `eps(null) + w (eps(pC | copied attention) - eps(null))`. 3 rows per step.
 
 use super::cfg::cfg_combine;
-use super::{Branch, Guidance, PromptKind};
+use super::{Branch, Guidance, CONCEPT, NULL, SUPER};
 use candle_core::{Result, Tensor};
 use vstar_nn::layers::AttentionHooks;
 
@@ -23,11 +23,7 @@ impl Guidance for Photoswap {
     }
 
     fn branches(&self, _: usize, _: usize) -> Vec<Branch> {
-        vec![
-            Branch::new(PromptKind::Null, 1.0),
-            Branch::new(PromptKind::Superclass, 1.0),
-            Branch::new(PromptKind::Concept, 1.0),
-        ]
+        vec![NULL, SUPER, CONCEPT]
     }
 
     fn hooks(&self, step: usize, _: usize, n: usize) -> Option<AttentionHooks> {

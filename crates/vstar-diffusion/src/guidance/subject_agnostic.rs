@@ -4,7 +4,7 @@
 //! l = 1 is CFG on the concept prompt (the paper's setting, l = 1.0, then relies on w).
 
 use super::cfg::cfg_combine;
-use super::{Branch, Guidance, PromptKind};
+use super::{Branch, Guidance, CONCEPT, NULL, SUPER};
 use candle_core::{Result, Tensor};
 
 #[derive(Debug, Clone)]
@@ -21,11 +21,7 @@ impl Guidance for SubjectAgnostic {
     }
 
     fn branches(&self, _: usize, _: usize) -> Vec<Branch> {
-        vec![
-            Branch::new(PromptKind::Null, 1.0),
-            Branch::new(PromptKind::Superclass, 1.0),
-            Branch::new(PromptKind::Concept, 1.0),
-        ]
+        vec![NULL, SUPER, CONCEPT]
     }
 
     fn combine(&self, _: usize, _: usize, eps: &[Tensor]) -> Result<Tensor> {
