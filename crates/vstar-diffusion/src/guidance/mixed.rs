@@ -2,7 +2,7 @@
 //! combinations of the concept direction dC and the superclass direction dS.
 
 use super::cfg::cfg_combine;
-use super::{Branch, Guidance, PromptKind, CONCEPT, NULL, SUPER};
+use super::{Branch, Guidance, CONCEPT, NULL, SUPER};
 use candle_core::{Result, Tensor};
 use serde_json::json;
 
