@@ -111,6 +111,7 @@ impl Guidance for MultiStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guidance::PromptKind;
     use crate::guidance::Cfg;
     use candle_core::Device;
 
