@@ -21,9 +21,11 @@ use vstar_toyland::toybooth::{complex_prompts, dreambooth_prompts, Prompt, Subje
 use vstar_train::personalize::{train, TrainSpec};
 
 /// Sizes of a demo run; `quick` for tests.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DemoSize {
     pub train_steps: usize,
+    /// Methods to run (None = every method).
+    pub methods: Option<Vec<String>>,
     pub prompts: usize,
     pub images_per_prompt: usize,
     pub steps: usize,
@@ -31,10 +33,10 @@ pub struct DemoSize {
 
 impl DemoSize {
     pub fn full() -> Self {
-        Self { train_steps: 400, prompts: 8, images_per_prompt: 2, steps: 30 }
+        Self { train_steps: 400, methods: None, prompts: 8, images_per_prompt: 2, steps: 30 }
     }
     pub fn quick() -> Self {
-        Self { train_steps: 2, prompts: 1, images_per_prompt: 1, steps: 4 }
+        Self { train_steps: 2, methods: None, prompts: 1, images_per_prompt: 1, steps: 4 }
     }
 }
 
@@ -120,7 +122,10 @@ pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&st
     let setup = SamplerSetup { kind: SchedulerKind::Ddim, config: &sched, steps: size.steps };
     let prompts = prompts(size.prompts);
     let tok = &model.text[0].tokenizer;
-    let methods: Vec<&str> = build::METHODS.iter().copied().filter(|m| *m != "cfg").collect();
+    let methods: Vec<&str> = match &size.methods {
+        Some(m) => m.iter().map(String::as_str).collect(),
+        None => build::METHODS.iter().copied().filter(|m| *m != "cfg").collect(),
+    };
     let mut results = vec![];
     for (mi, &method) in methods.iter().enumerate() {
         let t0 = Instant::now();

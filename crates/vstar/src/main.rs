@@ -27,6 +27,12 @@ enum Command {
         /// A tiny run of every part (to test the command, not the methods).
         #[arg(long)]
         quick: bool,
+        /// LoRA training steps (default 400).
+        #[arg(long)]
+        train_steps: Option<usize>,
+        /// Only these methods (comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        methods: Option<Vec<String>>,
     },
     /// Generate images from a prompt.
     Sample(sample::SampleArgs),
@@ -42,7 +48,13 @@ enum Command {
     },
 }
 
-fn demo(out: std::path::PathBuf, model: Option<std::path::PathBuf>, quick: bool) -> anyhow::Result<()> {
+fn demo(
+    out: std::path::PathBuf,
+    model: Option<std::path::PathBuf>,
+    quick: bool,
+    train_steps: Option<usize>,
+    methods: Option<Vec<String>>,
+) -> anyhow::Result<()> {
     let dir = match model {
         Some(m) => m,
         None => vstar_nn::locate::resolve_model(None)?,
@@ -54,7 +66,17 @@ fn demo(out: std::path::PathBuf, model: Option<std::path::PathBuf>, quick: bool)
             dir.display()
         );
     }
-    let size = if quick { vstar_eval::demo::DemoSize::quick() } else { vstar_eval::demo::DemoSize::full() };
+    let mut size = if quick { vstar_eval::demo::DemoSize::quick() } else { vstar_eval::demo::DemoSize::full() };
+    if let Some(n) = train_steps {
+        size.train_steps = n;
+    }
+    if let Some(ms) = methods {
+        let known = vstar_diffusion::guidance::build::METHODS;
+        if let Some(m) = ms.iter().find(|m| !known.contains(&m.as_str())) {
+            anyhow::bail!("--methods: unknown method {m:?}; valid: {}", known.join(", "));
+        }
+        size.methods = Some(ms);
+    }
     let page = vstar_eval::demo::run(&dir, &out, size, &mut |l| eprintln!("{l}"))?;
     println!("{}", page.display());
     Ok(())
@@ -64,7 +86,7 @@ fn main() {
     vstar_nn::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo { out, model, quick } => demo(out, model, quick),
+        Command::Demo { out, model, quick, train_steps, methods } => demo(out, model, quick, train_steps, methods),
         Command::Sample(args) => sample::run(args),
         Command::Train(args) => train::run(args),
         Command::Bench { iters } => bench::run(iters),

@@ -111,8 +111,8 @@ impl Guidance for MultiStage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guidance::PromptKind;
     use crate::guidance::Cfg;
+    use crate::guidance::PromptKind;
     use candle_core::Device;
 
     fn t(v: &[f32]) -> Tensor {
