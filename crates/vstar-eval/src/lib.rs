@@ -5,4 +5,5 @@ pub mod demo;
 pub mod judges;
 pub mod report;
 pub mod ssim;
+pub mod token_scan;
 pub mod toyland_check;

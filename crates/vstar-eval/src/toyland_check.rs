@@ -4,7 +4,6 @@
 //! Everything is drawn from fixed seeds that pretraining never used.
 
 use crate::judges::{element_hits, Judges, SIDE};
-use crate::ssim::mean_pairwise;
 use candle_core::{Device, Result, Tensor, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -12,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 use vstar_diffusion::guidance::{Cfg, PromptKind};
-use vstar_diffusion::{images, pipeline, sampler};
+use vstar_diffusion::{pipeline, sampler};
 use vstar_nn::model::Model;
 use vstar_toyland::caption::{canonical, Elements, MentionSet};
 use vstar_toyland::context::Context;
@@ -203,15 +202,11 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
     out(&format!("\n## Rare tokens: mean pairwise SSIM of {} images of \"a photo of TOKEN\"", size.token_images));
     out("| token | kind | mean pairwise SSIM |\n|---|---|---|");
     let unseen = &vstar_toyland::vocab::UNSEEN_RARE[..3];
-    let tokens: Vec<(&str, &str)> =
-        POLLUTED.iter().map(|p| (p.token, "polluted")).chain(unseen.iter().map(|t| (*t, "unseen"))).collect();
-    for (tok, kind) in tokens {
-        let mut by_kind = BTreeMap::new();
-        by_kind.insert(PromptKind::Concept, pipeline::encode_prompt(&model, &format!("a photo of {tok}"))?);
-        let (imgs, _) = pipeline::txt2img(&model, &cfg, by_kind, size.token_images, 77, STEPS)?;
-        let rgb = (0..size.token_images).map(|i| images::to_rgb(&imgs.get(i)?)).collect::<Result<Vec<_>>>()?;
-        let s = mean_pairwise(&rgb).map_err(candle_core::Error::Msg)?;
-        out(&format!("| {tok} | {kind} | {s:.3} |"));
+    let tokens: Vec<String> =
+        POLLUTED.iter().map(|p| p.token).chain(unseen.iter().copied()).map(String::from).collect();
+    for s in crate::token_scan::scan(&model, &tokens, size.token_images, STEPS, &mut |_| {})? {
+        let kind = if POLLUTED.iter().any(|p| p.token == s.token) { "polluted" } else { "unseen" };
+        out(&format!("| {} | {kind} | {:.3} |", s.token, s.mean_pairwise_ssim));
     }
     Ok(())
 }

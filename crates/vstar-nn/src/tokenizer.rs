@@ -203,6 +203,15 @@ impl ClipTokenizer {
         Ok(Encoded { ids, truncated })
     }
 
+    /// Whole-word entries of the vocabulary (CLIP marks word ends with `</w>`), without the
+    /// marker, sorted: the candidates of a rare-token scan.
+    pub fn whole_words(&self) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.inner.get_vocab(false).into_keys().filter_map(|k| k.strip_suffix("</w>").map(String::from)).collect();
+        v.sort();
+        v
+    }
+
     /// Position (in `encode`'s ids) of the first occurrence of a word's tokens, if present.
     pub fn find(&self, text: &str, word: &str) -> Result<Option<usize>> {
         let ids = self.encode(text)?.ids;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod sample;
+mod tokens;
 mod toyland;
 mod train;
 
@@ -38,6 +39,9 @@ enum Command {
     Sample(sample::SampleArgs),
     /// Personalize a model on a subject's images (writes an adapter file and vstar.json).
     Train(train::TrainArgs),
+    /// Rare-token scan: which placeholder tokens the base model has no fixed look for.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCmd),
     /// The embedded Toyland world.
     #[command(subcommand)]
     Toyland(toyland::ToylandCmd),
@@ -91,6 +95,7 @@ fn main() {
         Command::Train(args) => train::run(args),
         Command::Bench { iters } => bench::run(iters),
         Command::Toyland(cmd) => toyland::run(cmd),
+        Command::Tokens(cmd) => tokens::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -95,4 +95,38 @@ fn pretrain_smoke_then_sample_train_and_check() {
     assert_eq!(csv.lines().count(), 1 + 13, "a row per method:\n{csv}");
     let page = std::fs::read_to_string(demo.join("index.html")).unwrap();
     assert!(page.contains("id=\"tradeoff\"") && page.matches("<img").count() == 13);
+
+    let cands = dir.join("candidates.txt");
+    std::fs::write(&cands, "sks\nimmen\n# a comment\n").unwrap();
+    let scan = dir.join("scan");
+    let (ok, stdout, err) = vstar(&[
+        "tokens",
+        "scan",
+        "--model",
+        m,
+        "--candidates",
+        cands.to_str().unwrap(),
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        scan.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("sks") && stdout.contains("immen") && scan.join("sheet.png").exists());
+    assert_eq!(std::fs::read_to_string(scan.join("scan.csv")).unwrap().lines().count(), 3);
+    let (ok, _, err) = vstar(&[
+        "tokens",
+        "scan",
+        "--model",
+        m,
+        "--candidates",
+        cands.to_str().unwrap(),
+        "--seeds",
+        "1",
+        "--out",
+        scan.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("--seeds"), "{err}");
 }
