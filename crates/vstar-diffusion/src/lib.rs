@@ -1,5 +1,7 @@
 //! vstar-diffusion: schedulers, guidance methods, the sampler and pipelines.
 
+pub mod alchemy;
+pub mod blur;
 pub mod guidance;
 pub mod images;
 pub mod noise;

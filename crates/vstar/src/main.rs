@@ -1,5 +1,6 @@
 //! `vstar`: the command line. Thin: argument parsing and wiring only.
 
+mod alchemy;
 mod bench;
 mod sample;
 mod tokens;
@@ -35,6 +36,9 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         methods: Option<Vec<String>>,
     },
+    /// Image-Alchemy: base-model scene with the class word, segment + blur the subject, img2img
+    /// with the LoRA and the placeholder prompt (every stage saved).
+    Alchemy(alchemy::AlchemyArgs),
     /// Generate images from a prompt.
     Sample(sample::SampleArgs),
     /// Personalize a model on a subject's images (writes an adapter file and vstar.json).
@@ -92,6 +96,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo { out, model, quick, train_steps, methods } => demo(out, model, quick, train_steps, methods),
         Command::Sample(args) => sample::run(args),
+        Command::Alchemy(args) => alchemy::run(args),
         Command::Train(args) => train::run(args),
         Command::Bench { iters } => bench::run(iters),
         Command::Toyland(cmd) => toyland::run(cmd),

@@ -129,4 +129,35 @@ fn pretrain_smoke_then_sample_train_and_check() {
         scan.to_str().unwrap(),
     ]);
     assert!(!ok && err.contains("--seeds"), "{err}");
+
+    // Image-Alchemy with the kohya LoRA trained above: every stage written; bad input refused.
+    let lora = out.join("lora_kohya.safetensors");
+    let al = dir.join("alchemy");
+    let args = |extra: &[&str]| {
+        let mut a =
+            vec!["alchemy", "--model", m, "--adapter", lora.to_str().unwrap(), "--class", "dog", "--steps", "3"];
+        a.extend_from_slice(extra);
+        vstar(&a)
+    };
+    let (ok, _, err) =
+        args(&["--prompt", "a photo of sks dog in the snow", "--composite", "--out", al.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    for f in ["1_scene.png", "2_mask.png", "3_blurred.png", "4_final.png", "5_composite.png", "alchemy.json"] {
+        assert!(al.join(f).exists(), "missing {f}");
+    }
+    let (ok, _, err) = args(&["--prompt", "a photo of sks in the snow", "--out", al.to_str().unwrap()]);
+    assert!(!ok && err.contains("not in the scene prompt"), "{err}");
+    let small = dir.join("small-mask.png");
+    image::GrayImage::new(8, 8).save(&small).unwrap();
+    let seg = format!("mask:{}", small.display());
+    let (ok, _, err) = args(&["--prompt", "a sks dog", "--segment", &seg, "--out", al.to_str().unwrap()]);
+    assert!(!ok && err.contains("resize it"), "{err}");
+    let empty = dir.join("empty-mask.png");
+    image::GrayImage::new(32, 32).save(&empty).unwrap();
+    let seg = format!("mask:{}", empty.display());
+    let (ok, _, err) = args(&["--prompt", "a sks dog", "--segment", &seg, "--out", al.to_str().unwrap()]);
+    assert!(!ok && err.contains("--allow-empty-mask"), "{err}");
+    let (ok, _, err) =
+        args(&["--prompt", "a sks dog", "--segment", &seg, "--allow-empty-mask", "--out", al.to_str().unwrap()]);
+    assert!(ok, "{err}");
 }

@@ -13,7 +13,7 @@ mod profusion;
 mod subject_agnostic;
 
 pub use autoguidance::Autoguidance;
-pub use cfg::Cfg;
+pub use cfg::{cfg_combine, Cfg};
 pub use cfgpp::CfgPlusPlus;
 pub use masked::{MaskSource, Masked};
 pub use mixed::{Mixed, MultiStage, Superclass, Switching};

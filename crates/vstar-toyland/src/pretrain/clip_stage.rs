@@ -94,7 +94,7 @@ fn train_clip(
     let text_json = text_config(&tok, sizes, true);
     let text: ClipTextConfig = serde_json::from_value(text_json.clone()).expect("valid CLIP config");
     let config = serde_json::json!({ "text": text_json, "image": sizes.tower });
-    let (b, dev) = (p.recipe.batch * 2, &p.dev);
+    let (b, dev) = (p.recipe.batch, &p.dev);
     let spec = StageSpec {
         name,
         id: stage,
@@ -124,7 +124,7 @@ pub fn conditioning_sizes() -> Sizes {
         layers: 3,
         heads: 4,
         embed: 128,
-        tower: TowerConfig { channels: vec![32, 64, 128], embed_dim: 128, groups: 16 },
+        tower: TowerConfig { channels: vec![32, 64, 128], embed_dim: 128, groups: 16, stem_stride: 2 },
     }
 }
 
@@ -134,7 +134,7 @@ pub fn eval_sizes() -> Sizes {
         layers: 2,
         heads: 3,
         embed: 96,
-        tower: TowerConfig { channels: vec![24, 48, 96], embed_dim: 96, groups: 8 },
+        tower: TowerConfig { channels: vec![24, 48, 96], embed_dim: 96, groups: 8, stem_stride: 2 },
     }
 }
 

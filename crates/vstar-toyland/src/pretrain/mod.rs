@@ -44,8 +44,9 @@ pub struct Recipe {
     pub identity_steps: usize,
     pub eval_clip_steps: usize,
     pub vae_batch: usize,
-    /// Batch of the UNet and oracle stages (the CLIP stages use twice this).
+    /// Batch of the UNet and CLIP stages.
     pub batch: usize,
+    pub oracle_batch: usize,
     pub checkpoint_every: usize,
     pub log_every: usize,
 }
@@ -54,13 +55,14 @@ impl Recipe {
     pub fn full() -> Self {
         Self {
             vae_steps: 600,
-            clip_steps: 500,
-            unet_steps: 1500,
-            attribute_steps: 700,
-            identity_steps: 600,
-            eval_clip_steps: 400,
+            clip_steps: 300,
+            unet_steps: 1200,
+            attribute_steps: 500,
+            identity_steps: 500,
+            eval_clip_steps: 300,
             vae_batch: 32,
             batch: 48,
+            oracle_batch: 32,
             checkpoint_every: 100,
             log_every: 25,
         }
@@ -76,6 +78,7 @@ impl Recipe {
             eval_clip_steps: 3,
             vae_batch: 2,
             batch: 4,
+            oracle_batch: 4,
             checkpoint_every: 2,
             log_every: 1,
         }

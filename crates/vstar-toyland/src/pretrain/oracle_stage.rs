@@ -40,11 +40,11 @@ pub fn targets(l: &Labels) -> [Option<usize>; 6] {
 }
 
 fn attribute_tower() -> TowerConfig {
-    TowerConfig { channels: vec![32, 64, 128], embed_dim: 128, groups: 16 }
+    TowerConfig { channels: vec![32, 64, 128], embed_dim: 128, groups: 16, stem_stride: 1 }
 }
 
 fn identity_tower() -> TowerConfig {
-    TowerConfig { channels: vec![32, 64, 128], embed_dim: 64, groups: 16 }
+    TowerConfig { channels: vec![32, 64, 128], embed_dim: 64, groups: 16, stem_stride: 1 }
 }
 
 fn read_tower(dir: &Path, dev: &Device) -> Result<(TowerConfig, VarBuilder<'static>)> {
@@ -118,7 +118,7 @@ fn head_loss(logits: &Tensor, targets: &[Option<usize>]) -> Result<(Tensor, f64)
 pub fn train_attribute(p: &Pretrain, layout: &Layout) -> Result<()> {
     const STAGE: u64 = 4;
     let cfg = attribute_tower();
-    let (b, dev) = (p.recipe.batch, &p.dev);
+    let (b, dev) = (p.recipe.oracle_batch, &p.dev);
     let spec = StageSpec {
         name: "attribute-oracle",
         id: STAGE,
@@ -155,7 +155,7 @@ pub fn train_attribute(p: &Pretrain, layout: &Layout) -> Result<()> {
 pub fn train_identity(p: &Pretrain, layout: &Layout) -> Result<()> {
     const STAGE: u64 = 5;
     let cfg = identity_tower();
-    let (b, dev) = (p.recipe.batch, &p.dev);
+    let (b, dev) = (p.recipe.oracle_batch, &p.dev);
     let spec = StageSpec {
         name: "identity-oracle",
         id: STAGE,

@@ -14,6 +14,14 @@ pub struct TowerConfig {
     pub channels: Vec<usize>,
     pub embed_dim: usize,
     pub groups: usize,
+    /// Stride of the first conv: 2 halves the input at once (the CLIP stand-ins look at
+    /// 16x16, enough for scene/colour/class words and 4x cheaper; the oracles keep 1).
+    #[serde(default = "one")]
+    pub stem_stride: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 pub struct ImageTower {
@@ -25,7 +33,7 @@ pub struct ImageTower {
 
 impl ImageTower {
     pub fn new(c: &TowerConfig, vb: VarBuilder) -> Result<Self> {
-        let conv_in = conv2d(3, c.channels[0], 3, 1, 1, vb.pp("conv_in"))?;
+        let conv_in = conv2d(3, c.channels[0], 3, c.stem_stride, 1, vb.pp("conv_in"))?;
         let mut levels = vec![];
         let mut cin = c.channels[0];
         for (i, &ch) in c.channels.iter().enumerate() {
