@@ -14,7 +14,6 @@ use vstar_diffusion::guidance::PromptKind;
 use vstar_diffusion::sampler::Cost;
 use vstar_diffusion::scheduler::{SchedulerConfig, SchedulerKind};
 use vstar_diffusion::{images, pipeline};
-use vstar_nn::adapters::lora::LoraFormat;
 use vstar_nn::model::Model;
 use vstar_toyland::pretrain::contrastive::normalize;
 use vstar_toyland::toybooth::{complex_prompts, dreambooth_prompts, Prompt, Subject};
@@ -87,7 +86,7 @@ fn subject_centroid(judges: &Judges, s: &Subject, dev: &Device) -> Result<Tensor
 pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let started = Instant::now();
     let dev = Device::Cpu;
-    let model = Model::load(model_dir, &dev)?;
+    let mut model = Model::load(model_dir, &dev)?;
     let judges = Judges::load(model_dir, &dev)?;
     let tb = vstar_toyland::manifest();
     let subject = tb.subject(SUBJECT).expect("ToyBooth has dog_a").clone();
@@ -99,21 +98,14 @@ pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&st
         images::save_png(&refs.join(format!("{i}.png")), &vstar_toyland::render(spec, 32).image)?;
     }
     let spec = TrainSpec {
-        images: refs.clone(),
-        token: TOKEN.into(),
-        class: class.word().into(),
-        method: "lora".into(),
         steps: size.train_steps,
         lr: 5e-4,
-        rank: 4,
         batch: 4,
-        seed: 0,
-        out: out.join("lora"),
-        format: LoraFormat::Diffusers,
+        ..TrainSpec::new(&refs, TOKEN, class.word(), "lora", &out.join("lora"))
     };
     log(&format!("1/3 training a LoRA on ToyBooth subject {SUBJECT} ({} steps)", size.train_steps));
     let _ = std::fs::remove_dir_all(&spec.out);
-    let trained = train(&model, &spec, &mut |l| log(&format!("    {l}")))?; // attaches the LoRA to `model`
+    let trained = train(&mut model, &spec, &mut |l| log(&format!("    {l}")))?; // attaches the LoRA to `model`
 
     // 2. Every method on the prompt set, same seeds.
     let centroid = subject_centroid(&judges, &subject, &dev)?;
@@ -186,7 +178,7 @@ pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&st
         "model": model_dir.display().to_string(),
         "subject": SUBJECT,
         "token": TOKEN,
-        "lora": trained.adapter.display().to_string(),
+        "lora": trained.files[0].display().to_string(),
         "train_seconds": trained.seconds,
         "prompts": prompts.iter().map(|p| p.text(class, Some(TOKEN))).collect::<Vec<_>>(),
         "images_per_prompt": size.images_per_prompt,

@@ -21,6 +21,9 @@ pub struct ClipTokenizer {
     pub pad_id: u32,
     /// Size of the base vocabulary; added tokens get ids from here on.
     pub base_vocab: usize,
+    /// Multi-vector placeholders: "tok" is read as "tok tok_1 .. tok_{n-1}" (as diffusers'
+    /// textual inversion loader rewrites prompts).
+    expansions: Vec<(String, String)>,
 }
 
 /// Result of encoding one prompt.
@@ -163,7 +166,7 @@ impl ClipTokenizer {
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| Error::Msg(format!("{}: {e}", source.display())))?;
         let base_vocab = inner.get_vocab_size(true);
-        Ok(Self { inner, max_length, bos_id, eos_id, pad_id, base_vocab })
+        Ok(Self { inner, max_length, bos_id, eos_id, pad_id, base_vocab, expansions: vec![] })
     }
 
     /// Adds a whole-word token (a placeholder such as "<v*>"); returns its id.
@@ -179,13 +182,50 @@ impl ClipTokenizer {
             .ok_or_else(|| Error::Msg(format!("could not add token `{token}` to the tokenizer")))
     }
 
+    /// Adds a placeholder learned as `n` vectors: `token`, `token_1`, .. `token_{n-1}`; a
+    /// prompt's `token` then reads as all of them. Returns their ids in order.
+    pub fn add_placeholder(&mut self, token: &str, n: usize) -> Result<Vec<u32>> {
+        let names: Vec<String> =
+            (0..n.max(1)).map(|i| if i == 0 { token.to_string() } else { format!("{token}_{i}") }).collect();
+        let ids = names.iter().map(|t| self.add_token(t)).collect::<Result<Vec<_>>>()?;
+        if n > 1 {
+            self.expansions.retain(|(t, _)| t != token);
+            self.expansions.push((token.to_string(), names.join(" ")));
+        }
+        Ok(ids)
+    }
+
+    /// `text` with every whole-word multi-vector placeholder expanded.
+    fn expand(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (tok, exp) in &self.expansions {
+            let mut s = String::with_capacity(out.len());
+            let mut rest = out.as_str();
+            while let Some(i) = rest.find(tok.as_str()) {
+                let (before, after) = (&rest[..i], &rest[i + tok.len()..]);
+                let word_char = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                let whole = !word_char(before.chars().next_back()) && !word_char(after.chars().next());
+                s.push_str(before);
+                s.push_str(if whole { exp } else { tok });
+                rest = after;
+            }
+            s.push_str(rest);
+            out = s;
+        }
+        out
+    }
+
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
 
     /// Token ids of the text alone, no BOS/EOS, no padding.
     pub fn tokens(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Msg(format!("cannot tokenize {text:?}: {e}")))?;
+        let text = self.expand(text);
+        let enc = self
+            .inner
+            .encode(text.as_str(), false)
+            .map_err(|e| Error::Msg(format!("cannot tokenize {text:?}: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 

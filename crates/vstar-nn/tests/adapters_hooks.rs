@@ -44,6 +44,35 @@ fn lora_adds_scaled_low_rank_product_per_row() {
     assert_eq!(full[0], vec![2.0, 3.5]);
 }
 
+/// SVDiff: the decomposition rebuilds W; a zero shift changes nothing; a shift gives
+/// `U diag(relu(s + shift)) V^T` (a shift below -s clips that singular value to 0).
+#[test]
+fn spectral_shift_rescales_singular_values() {
+    let (lin, slots) = layer();
+    let (u, s, vt) = vstar_nn::adapters::svdiff::decompose(lin.weight()).unwrap();
+    let rebuilt = u.broadcast_mul(&s.unsqueeze(0).unwrap()).unwrap().matmul(&vt).unwrap();
+    let err = (rebuilt - lin.weight()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(err < 1e-5, "{err}");
+    let sv = s.to_vec1::<f32>().unwrap();
+    assert!(sv[0] >= sv[1] && sv[1] >= 0.0);
+    let x = t(&[0.3, -0.7], &[1, 2]);
+    let base = rows(&lin.forward(&x, None).unwrap());
+    let shift = t(&[0., 0.], &[2]);
+    slots.push("l", Delta::Spectral { u: u.clone(), s: s.clone(), vt: vt.clone(), shift }).unwrap();
+    assert_eq!(rows(&lin.forward(&x, None).unwrap()), base);
+    let (lin, slots) = layer();
+    let shift = t(&[0.5, -10.0], &[2]);
+    slots.push("l", Delta::Spectral { u: u.clone(), s: s.clone(), vt: vt.clone(), shift }).unwrap();
+    let s2 = t(&[sv[0] + 0.5, 0.0], &[2]);
+    let w2 = u.broadcast_mul(&s2.unsqueeze(0).unwrap()).unwrap().matmul(&vt).unwrap();
+    let want = (x.matmul(&w2.t().unwrap()).unwrap() + t(&[0.5, -0.5], &[1, 2])).unwrap();
+    let err =
+        (lin.forward(&x, None).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(err < 1e-5, "{err}");
+    let e = slots.push("l", Delta::Spectral { u, s, vt, shift: t(&[1., 2., 3.], &[3]) }).unwrap_err().to_string();
+    assert!(e.contains("another base model"), "{e}");
+}
+
 #[test]
 fn row_scale_is_weight_interpolation_for_dense_deltas() {
     let (lin, slots) = layer();

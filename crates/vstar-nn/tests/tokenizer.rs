@@ -91,3 +91,20 @@ fn toyland_vocabulary_loads_with_one_token_per_word() {
     // Unseen rare tokens from the paper's list are single tokens too.
     assert_eq!(tok.tokens("pasqu").unwrap().len(), 1);
 }
+
+/// A placeholder learned as 3 vectors reads as its 3 tokens wherever it stands as a word, and
+/// only there (diffusers' multi-vector textual inversion).
+#[test]
+fn multi_vector_placeholders_expand_as_whole_words() {
+    let mut tok = tokenizer();
+    let ids = tok.add_placeholder("<cat-toy>", 3).unwrap();
+    assert_eq!(ids, vec![49408, 49409, 49410]);
+    let base = tok.tokens("a photo of").unwrap();
+    let got = tok.tokens("a photo of <cat-toy>, small").unwrap();
+    assert_eq!(&got[..base.len()], base.as_slice());
+    assert_eq!(&got[base.len()..base.len() + 3], &[49408, 49409, 49410]);
+    assert_eq!(tok.find("a <cat-toy> dog", "<cat-toy>").unwrap(), Some(2));
+    // One vector: no expansion.
+    assert_eq!(tok.add_placeholder("<one>", 1).unwrap(), vec![49411]);
+    assert_eq!(tok.tokens("<one>").unwrap(), vec![49411]);
+}

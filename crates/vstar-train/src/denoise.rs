@@ -25,15 +25,32 @@ impl Denoise {
         self.alphas_cumprod.len()
     }
 
+    /// abar_t of the training schedule.
+    pub fn alpha_bar(&self, t: usize) -> f64 {
+        self.alphas_cumprod[t]
+    }
+
+    /// A per-row column (B, 1, ..) of f(abar_t) shaped to broadcast against `like`.
+    pub fn column(&self, like: &Tensor, t: &[usize], f: impl Fn(f64) -> f64) -> Result<Tensor> {
+        let v: Vec<f32> = t.iter().map(|&t| f(self.alphas_cumprod[t]) as f32).collect();
+        let mut shape = vec![1; like.rank()];
+        shape[0] = t.len();
+        Tensor::from_vec(v, shape, like.device())
+    }
+
+    /// The clean estimate x0_hat from noisy `xt` and the model's prediction at `t`.
+    pub fn x0_estimate(&self, xt: &Tensor, pred: &Tensor, t: &[usize]) -> Result<Tensor> {
+        let (a, s) = (self.column(xt, t, |ab| ab.sqrt())?, self.column(xt, t, |ab| (1.0 - ab).sqrt())?);
+        match self.prediction {
+            PredictionType::Epsilon => (xt - pred.broadcast_mul(&s)?)?.broadcast_div(&a),
+            PredictionType::VPrediction => xt.broadcast_mul(&a)? - pred.broadcast_mul(&s)?,
+            PredictionType::Sample => Ok(pred.clone()),
+        }
+    }
+
     /// (noisy latents, target) for clean `x0` (B, ...), `noise` like it, one timestep per row.
     pub fn noisy_and_target(&self, x0: &Tensor, noise: &Tensor, t: &[usize]) -> Result<(Tensor, Tensor)> {
-        let col = |f: &dyn Fn(f64) -> f64| -> Result<Tensor> {
-            let v: Vec<f32> = t.iter().map(|&t| f(self.alphas_cumprod[t]) as f32).collect();
-            let mut shape = vec![1; x0.rank()];
-            shape[0] = t.len();
-            Tensor::from_vec(v, shape, x0.device())
-        };
-        let (a, s) = (col(&|ab| ab.sqrt())?, col(&|ab| (1.0 - ab).sqrt())?);
+        let (a, s) = (self.column(x0, t, |ab| ab.sqrt())?, self.column(x0, t, |ab| (1.0 - ab).sqrt())?);
         let noisy = (x0.broadcast_mul(&a)? + noise.broadcast_mul(&s)?)?;
         let target = match self.prediction {
             PredictionType::Epsilon => noise.clone(),

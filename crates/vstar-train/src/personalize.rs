@@ -1,17 +1,21 @@
 //! `vstar train`: teach a model a subject from a few images. One loop for every parameter
-//! set: cached subject latents -> noise at a random timestep -> the UNet with the trainable
-//! deltas -> denoising loss -> AdamW, checkpointed and resumable. (LoRA for now.)
+//! set (params/): cached subject latents -> noise at a random timestep -> the UNet with the
+//! trainable deltas / token rows -> denoising loss (+ prior preservation on cached class
+//! images, + PALP's alignment term) -> AdamW, checkpointed and resumable.
 
 use crate::denoise::Denoise;
-use crate::lora_set::{LoraConfig, LoraSet, DEFAULT_TARGETS};
 use crate::optim::AdamWConfig;
-use crate::run::{Run, RunConfig};
+use crate::palp::{self, Branches, PalpConfig};
+use crate::params::{SetSpec, Trainable, METHODS};
+use crate::prior;
+use crate::run::{Metrics, Run, RunConfig};
 use crate::subject::SubjectImages;
 use candle_core::{Error, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use vstar_diffusion::guidance::build::superclass_prompt;
 use vstar_diffusion::images::write_atomic;
 use vstar_diffusion::noise::NoiseSource;
 use vstar_diffusion::pipeline::native_side;
@@ -29,29 +33,69 @@ pub struct TrainSpec {
     pub steps: usize,
     pub lr: f64,
     pub rank: usize,
+    /// Textual-inversion vectors for `ti`.
+    pub vectors: usize,
     pub batch: usize,
     pub seed: u64,
+    /// Prior preservation: class images (0 = off), their loss weight, their folder.
+    pub prior_images: usize,
+    pub prior_weight: f64,
+    pub class_images: Option<PathBuf>,
+    pub palp: Option<PalpConfig>,
     pub out: PathBuf,
     #[serde(skip)]
     pub format: LoraFormat,
 }
 
 impl TrainSpec {
+    /// A spec with the defaults of `vstar train` for the given essentials.
+    pub fn new(images: &Path, token: &str, class: &str, method: &str, out: &Path) -> Self {
+        Self {
+            images: images.to_path_buf(),
+            token: token.into(),
+            class: class.into(),
+            method: method.into(),
+            steps: 400,
+            lr: 1e-4,
+            rank: 4,
+            vectors: 1,
+            batch: 1,
+            seed: 0,
+            prior_images: 0,
+            prior_weight: 1.0,
+            class_images: None,
+            palp: None,
+            out: out.to_path_buf(),
+            format: LoraFormat::Diffusers,
+        }
+    }
+
     /// DreamBooth's instance prompt.
     pub fn instance_prompt(&self) -> String {
         format!("a photo of {} {}", self.token, self.class)
     }
 
+    /// What the method trains.
+    pub fn set_spec(&self) -> SetSpec {
+        SetSpec {
+            method: self.method.clone(),
+            token: self.token.clone(),
+            class: self.class.clone(),
+            rank: self.rank,
+            vectors: self.vectors,
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Msg(m));
-        if self.method != "lora" {
-            return bad(format!("--method {}: not available yet; valid now: lora", self.method));
+        if !METHODS.contains(&self.method.as_str()) {
+            return bad(format!("--method {}: valid methods are {}", self.method, METHODS.join(", ")));
         }
         if self.token.trim().is_empty() || self.token.contains(char::is_whitespace) {
             return bad(format!("--token {:?}: must be one word", self.token));
         }
-        if self.class.trim().is_empty() {
-            return bad("--class must name the subject's class word (e.g. dog)".into());
+        if self.class.trim().is_empty() || self.class.contains(char::is_whitespace) {
+            return bad("--class must name the subject's class word, one word (e.g. dog)".into());
         }
         if !(self.lr > 0.0 && self.lr < 1.0) {
             return bad(format!("--lr {}: must be in (0, 1)", self.lr));
@@ -59,29 +103,66 @@ impl TrainSpec {
         if self.steps == 0 || self.batch == 0 {
             return bad("--steps and --batch must be at least 1".into());
         }
+        if self.rank == 0 || self.rank > 1024 {
+            return bad(format!("--rank {}: must be in 1..=1024", self.rank));
+        }
+        if self.vectors == 0 || self.vectors > 16 {
+            return bad(format!("--vectors {}: must be in 1..=16", self.vectors));
+        }
+        if !(self.prior_weight >= 0.0 && self.prior_weight.is_finite()) {
+            return bad(format!("--prior-weight {}: must be a non-negative number", self.prior_weight));
+        }
+        if let Some(p) = &self.palp {
+            p.validate()?;
+            superclass_prompt(&p.target, &self.token).map_err(|_| {
+                Error::Msg(format!("--palp {:?}: the target prompt must contain the token {:?}", p.target, self.token))
+            })?;
+        }
         Ok(())
     }
 }
 
 /// What a finished run reports.
 pub struct Trained {
-    pub adapter: PathBuf,
+    /// The main adapter file (what `vstar sample --adapter` takes), then the others.
+    pub files: Vec<PathBuf>,
     pub seconds: f64,
 }
 
-pub fn adapter_file(out: &Path, format: LoraFormat) -> PathBuf {
-    match format {
-        LoraFormat::Diffusers => out.join("pytorch_lora_weights.safetensors"),
-        LoraFormat::Kohya => out.join("lora_kohya.safetensors"),
+/// Cached latents of a folder of images, sampled per step.
+fn draw(
+    images: &SubjectImages,
+    model: &Model,
+    rng: &mut ChaCha8Rng,
+    noise: &mut NoiseSource,
+    b: usize,
+) -> Result<Tensor> {
+    let mut rows = vec![];
+    for _ in 0..b {
+        let i = rng.random_range(0..images.len());
+        let d = if rng.random_bool(0.5) { &images.flipped } else { &images.latents };
+        rows.push((d.mean.get(i)?, d.logvar.get(i)?));
     }
+    let mean = Tensor::stack(&rows.iter().map(|r| &r.0).collect::<Vec<_>>(), 0)?;
+    let logvar = Tensor::stack(&rows.iter().map(|r| &r.1).collect::<Vec<_>>(), 0)?;
+    let z = (&mean + (logvar * 0.5)?.exp()?.mul(&noise.randn(mean.shape(), &model.device)?)?)?;
+    model.vae.scale_latents(&z)
 }
 
-pub fn train(model: &Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> Result<Trained> {
+fn timesteps(rng: &mut ChaCha8Rng, d: &Denoise, b: usize) -> Vec<usize> {
+    (0..b).map(|_| rng.random_range(0..d.train_timesteps())).collect()
+}
+
+fn t_tensor(t: &[usize], model: &Model) -> Result<Tensor> {
+    Tensor::from_vec(t.iter().map(|&t| t as f32).collect::<Vec<_>>(), t.len(), &model.device)
+}
+
+pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> Result<Trained> {
     spec.validate()?;
     let started = Instant::now();
-    let tok = &model.text[0].tokenizer;
-    let pieces = tok.tokens(&spec.token)?.len();
-    if pieces != 1 {
+    let set = spec.set_spec();
+    let pieces = model.text[0].tokenizer.tokens(&spec.token)?.len();
+    if !set.learns_token() && pieces != 1 {
         log(&format!(
             "warning: --token {:?} is {pieces} tokens in this vocabulary; a rare single token binds better",
             spec.token
@@ -90,17 +171,30 @@ pub fn train(model: &Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> Resu
     let side = native_side(model);
     let subject = SubjectImages::load(&spec.images, model, side)?;
     log(&format!("{} images from {}", subject.len(), spec.images.display()));
-    let prompt = spec.instance_prompt();
-    let context = model.encode(&[prompt.as_str()], (side, side), None)?.context;
+    std::fs::create_dir_all(&spec.out).map_err(|e| Error::Msg(format!("--out {}: {e}", spec.out.display())))?;
+    // Class images come from the base model: before any trainable delta is attached.
+    let class = if spec.prior_images > 0 {
+        let dir = spec.class_images.clone().unwrap_or_else(|| spec.out.join("class_images"));
+        let dir = prior::ensure_class_images(model, &spec.class, spec.prior_images, &dir, spec.seed + 10_000, log)?;
+        let imgs = SubjectImages::load(&dir, model, side)?;
+        let ctx = model.encode(&[prior::class_prompt(&spec.class).as_str()], (side, side), None)?.context;
+        Some((imgs, ctx))
+    } else {
+        None
+    };
     let sched: SchedulerConfig = serde_json::from_value(model.scheduler_config.clone())
         .map_err(|e| Error::Msg(format!("scheduler config: {e}")))?;
     let denoise = Denoise::new(&sched, None)?;
-    let lora = LoraSet::attach(
-        model,
-        LoraConfig { rank: spec.rank, alpha: spec.rank as f64, targets: DEFAULT_TARGETS.map(String::from).to_vec() },
-        spec.seed,
-    )?;
-    std::fs::create_dir_all(&spec.out).map_err(|e| Error::Msg(format!("--out {}: {e}", spec.out.display())))?;
+    let trainable = Trainable::attach(model, &set, spec.seed)?;
+    let model: &Model = model;
+    let prompt = spec.instance_prompt();
+    let encode = |p: &str| -> Result<Tensor> { Ok(model.encode(&[p], (side, side), None)?.context) };
+    // Without learned tokens the instance prompt's encoding is constant.
+    let fixed_context = if trainable.tokens.is_none() { Some(encode(&prompt)?) } else { None };
+    let palp_contexts = match &spec.palp {
+        Some(p) => Some((encode("")?, encode(&superclass_prompt(&p.target, &spec.token)?)?)),
+        None => None,
+    };
     let config = RunConfig {
         name: "train".into(),
         steps: spec.steps,
@@ -111,31 +205,76 @@ pub fn train(model: &Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> Resu
         dir: spec.out.join("checkpoints"),
         loss_log: Some(spec.out.join("loss.csv")),
     };
-    let mut run = Run::new(lora.vars(), config)?;
+    let mut run = Run::new(trainable.vars(), config)?;
     let b = spec.batch;
-    let n = subject.len();
     run.train(log, |step| {
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ (step as u64).wrapping_mul(0x9E37_79B9));
         let mut noise = NoiseSource::new(rng.random());
-        let mut rows = vec![];
-        for _ in 0..b {
-            let i = rng.random_range(0..n);
-            let d = if rng.random_bool(0.5) { &subject.flipped } else { &subject.latents };
-            rows.push((d.mean.get(i)?, d.logvar.get(i)?));
+        let context = match &fixed_context {
+            Some(c) => c.clone(),
+            None => encode(&prompt)?,
+        };
+        let z = draw(&subject, model, &mut rng, &mut noise, b)?;
+        let t = timesteps(&mut rng, &denoise, b);
+        let eps = noise.randn(z.shape(), &model.device)?;
+        let (xt, target) = denoise.noisy_and_target(&z, &eps, &t)?;
+        let mut metrics: Metrics = vec![];
+        // Instance and class rows share one UNet call.
+        let (pred, mut loss) = match &class {
+            None => {
+                let pred = model.unet.forward(
+                    &xt,
+                    &t_tensor(&t, model)?,
+                    &context.repeat((b, 1, 1))?,
+                    None,
+                    &mut Ctx::default(),
+                )?;
+                let loss = denoise.loss(&pred, &target, &t)?;
+                (pred, loss)
+            }
+            Some((imgs, class_ctx)) => {
+                let zc = draw(imgs, model, &mut rng, &mut noise, b)?;
+                let tc = timesteps(&mut rng, &denoise, b);
+                let (xc, target_c) = denoise.noisy_and_target(&zc, &noise.randn(zc.shape(), &model.device)?, &tc)?;
+                let all_t: Vec<usize> = t.iter().chain(&tc).copied().collect();
+                let ctx = Tensor::cat(&[&context.repeat((b, 1, 1))?, &class_ctx.repeat((b, 1, 1))?], 0)?;
+                let out = model.unet.forward(
+                    &Tensor::cat(&[&xt, &xc], 0)?,
+                    &t_tensor(&all_t, model)?,
+                    &ctx,
+                    None,
+                    &mut Ctx::default(),
+                )?;
+                let (pred, pred_c) = (out.narrow(0, 0, b)?, out.narrow(0, b, b)?);
+                let prior_loss = denoise.loss(&pred_c, &target_c, &tc)?;
+                metrics.push(("prior", prior_loss.to_scalar::<f32>()? as f64));
+                let loss = (denoise.loss(&pred, &target, &t)? + (prior_loss * spec.prior_weight)?)?;
+                (pred, loss)
+            }
+        };
+        if let (Some(p), Some((null_ctx, clean_ctx))) = (&spec.palp, &palp_contexts) {
+            let x0_hat = denoise.x0_estimate(&xt, &pred, &t)?;
+            let t_prime = timesteps(&mut rng, &denoise, b);
+            let n = if p.same_noise { eps.clone() } else { noise.randn(z.shape(), &model.device)? };
+            let x_tp = palp::renoise(&denoise, &x0_hat, &n, &t_prime)?;
+            let rows = |c: &Tensor| c.repeat((b, 1, 1));
+            let ctx =
+                Tensor::cat(&[&rows(null_ctx)?, &rows(clean_ctx)?, &rows(null_ctx)?, &rows(&context.detach())?], 0)?;
+            let scale: Vec<f32> = [0f32, 0., 1., 1.].iter().flat_map(|&s| std::iter::repeat_n(s, b)).collect();
+            let mut ctx_rows = Ctx::new(Some(Tensor::from_vec(scale, 4 * b, &model.device)?), None);
+            let tp4: Vec<usize> = (0..4).flat_map(|_| t_prime.iter().copied()).collect();
+            let x4 = Tensor::cat(&[&x_tp, &x_tp, &x_tp, &x_tp], 0)?;
+            let e = model.unet.forward(&x4, &t_tensor(&tp4, model)?, &ctx, None, &mut ctx_rows)?.detach();
+            let part = |i: usize| e.narrow(0, i * b, b);
+            let branches = Branches { null_w0: part(0)?, clean_w0: part(1)?, null_w1: part(2)?, personal_w1: part(3)? };
+            let g = palp::direction(p, &branches, &n)?;
+            let align = palp::surrogate(p, &denoise, &g, &x0_hat, &t)?;
+            metrics.push(("align_g", g.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()? as f64));
+            loss = (loss + (align * p.weight)?)?;
         }
-        let mean = Tensor::stack(&rows.iter().map(|r| &r.0).collect::<Vec<_>>(), 0)?;
-        let logvar = Tensor::stack(&rows.iter().map(|r| &r.1).collect::<Vec<_>>(), 0)?;
-        let z = (&mean + (logvar * 0.5)?.exp()?.mul(&noise.randn(mean.shape(), &model.device)?)?)?;
-        let z = model.vae.scale_latents(&z)?;
-        let t: Vec<usize> = (0..b).map(|_| rng.random_range(0..denoise.train_timesteps())).collect();
-        let (xt, target) = denoise.noisy_and_target(&z, &noise.randn(z.shape(), &model.device)?, &t)?;
-        let tt = Tensor::from_vec(t.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, &model.device)?;
-        let ctx = context.repeat((b, 1, 1))?;
-        let pred = model.unet.forward(&xt, &tt, &ctx, None, &mut Ctx::default())?;
-        Ok((denoise.loss(&pred, &target, &t)?, vec![]))
+        Ok((loss, metrics))
     })?;
-    let adapter = adapter_file(&spec.out, spec.format);
-    lora.save(&adapter, spec.format)?;
+    let files = trainable.save(model, &spec.out, spec.format)?;
     let record = serde_json::json!({
         "base_model": model.root.display().to_string(),
         "token": spec.token,
@@ -143,13 +282,14 @@ pub fn train(model: &Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> Resu
         "instance_prompt": prompt,
         "method": spec.method,
         "hyperparameters": spec,
-        "lora": lora.config,
+        "lora": trainable.lora.as_ref().map(|l| &l.config),
         "format": format!("{:?}", spec.format).to_lowercase(),
-        "adapter": adapter.file_name().map(|f| f.to_string_lossy().to_string()),
+        "adapter": files.first().and_then(|f| f.file_name()).map(|f| f.to_string_lossy().to_string()),
+        "files": files.iter().filter_map(|f| f.file_name()).map(|f| f.to_string_lossy().to_string()).collect::<Vec<_>>(),
         "steps": run.step(),
         "images": subject.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         "vstar_version": env!("CARGO_PKG_VERSION"),
     });
     write_atomic(&spec.out.join("vstar.json"), serde_json::to_string_pretty(&record).expect("json").as_bytes())?;
-    Ok(Trained { adapter, seconds: started.elapsed().as_secs_f64() })
+    Ok(Trained { files, seconds: started.elapsed().as_secs_f64() })
 }

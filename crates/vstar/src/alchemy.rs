@@ -16,7 +16,8 @@ pub struct AlchemyArgs {
     prompt: String,
     #[arg(long)]
     class: String,
-    /// The subject's LoRA (its vstar.json gives the placeholder unless --token is given).
+    /// The subject's adapter file or `vstar train` folder (its vstar.json gives the placeholder
+    /// unless --token is given).
     #[arg(long)]
     adapter: PathBuf,
     #[arg(long)]
@@ -65,23 +66,16 @@ pub fn run(a: AlchemyArgs) -> Result<()> {
     } else {
         bail!("--segment {}: use attention or mask:FILE", a.segment);
     };
+    let files = crate::adapters::expand(std::slice::from_ref(&a.adapter))?;
     let token = match &a.token {
         Some(t) => t.clone(),
-        None => {
-            let rec = a.adapter.with_file_name("vstar.json");
-            let v: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(&rec)
-                    .with_context(|| format!("{}: no vstar.json beside the adapter; pass --token", rec.display()))?,
-            )?;
-            v["token"]
-                .as_str()
-                .map(String::from)
-                .with_context(|| format!("{}: no token; pass --token", rec.display()))?
-        }
+        None => crate::adapters::record_field(&files, "token").with_context(|| {
+            format!("--adapter {}: no vstar.json with the token beside it; pass --token", a.adapter.display())
+        })?,
     };
     let root = vstar_nn::locate::resolve_model(a.model.as_deref())?;
-    let model = Model::load(&root, &candle_core::Device::Cpu)?;
-    vstar_nn::adapters::lora::load_lora(&a.adapter, &model, 1.0)?;
+    let mut model = Model::load(&root, &candle_core::Device::Cpu)?;
+    crate::adapters::load_all(&mut model, &files)?;
     let blur = if a.blur == "gauss" { Blur::Gauss } else { Blur::ExpDecay { lambda: a.lambda } };
     let c = AlchemyConfig {
         prompt: a.prompt.clone(),

@@ -1,5 +1,6 @@
 //! `vstar`: the command line. Thin: argument parsing and wiring only.
 
+mod adapters;
 mod alchemy;
 mod bench;
 mod sample;

@@ -20,7 +20,9 @@ pub struct SampleArgs {
     /// A diffusers-layout folder, a Hugging Face cache repo id, or `toyland` (default).
     #[arg(long)]
     model: Option<String>,
-    /// LoRA file (diffusers/PEFT or kohya safetensors); repeat for several.
+    /// Adapter file (LoRA diffusers/PEFT or kohya, textual inversion diffusers or A1111, SVDiff
+    /// shifts, DreamBooth or Custom Diffusion weights) or a `vstar train` output folder;
+    /// repeat for several.
     #[arg(long)]
     adapter: Vec<PathBuf>,
     /// cfg, concept, superclass, mixed, switching, multi-stage, masked, profusion, photoswap, pg,
@@ -135,11 +137,7 @@ fn method_params(a: &SampleArgs) -> MethodParams {
 
 /// A field of the vstar.json written beside an adapter by `vstar train`.
 fn from_adapter_record(a: &SampleArgs, key: &str) -> Option<String> {
-    a.adapter.iter().find_map(|f| {
-        let j = std::fs::read_to_string(f.with_file_name("vstar.json")).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&j).ok()?;
-        v.get(key)?.as_str().map(String::from)
-    })
+    crate::adapters::record_field(&a.adapter, key)
 }
 
 /// The placeholder: --token, else the adapter's vstar.json.
@@ -197,7 +195,8 @@ fn out_path(out: &Path, i: usize, n: usize) -> Result<PathBuf> {
     }
 }
 
-pub fn run(args: SampleArgs) -> Result<()> {
+pub fn run(mut args: SampleArgs) -> Result<()> {
+    args.adapter = crate::adapters::expand(&args.adapter)?;
     if args.n == 0 {
         bail!("--n must be at least 1");
     }
@@ -215,7 +214,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let kind: SchedulerKind = args.scheduler.parse().map_err(|e| anyhow::anyhow!("--scheduler: {e}"))?;
     let dev = Device::Cpu;
     let root = vstar_nn::locate::resolve_model(args.model.as_deref())?;
-    let model = Model::load(&root, &dev)?;
+    let mut model = Model::load(&root, &dev)?;
     for (component, names) in &model.unused {
         eprintln!(
             "warning: {component}: {} weight(s) in the file are not used by the model (e.g. {})",
@@ -223,10 +222,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
             names[0]
         );
     }
-    for a in &args.adapter {
-        let n = vstar_nn::adapters::lora::load_lora(a, &model, 1.0)?;
-        eprintln!("adapter {}: {n} layers", a.display());
-    }
+    crate::adapters::load_all(&mut model, &args.adapter)?;
     let sched_cfg: SchedulerConfig = serde_json::from_value(model.scheduler_config.clone()).with_context(|| {
         format!("{}: invalid scheduler config", root.join("scheduler/scheduler_config.json").display())
     })?;

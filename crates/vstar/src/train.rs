@@ -5,6 +5,7 @@ use clap::Args;
 use std::path::PathBuf;
 use vstar_nn::adapters::lora::LoraFormat;
 use vstar_nn::model::Model;
+use vstar_train::palp::PalpConfig;
 use vstar_train::personalize::{train, TrainSpec};
 
 #[derive(Args, Debug)]
@@ -12,13 +13,15 @@ pub struct TrainArgs {
     /// Folder of the subject's images (png/jpg, any size).
     #[arg(long)]
     images: PathBuf,
-    /// The placeholder token (a rare word of the vocabulary, e.g. sks).
+    /// The placeholder token: a rare word of the vocabulary (lora, dreambooth, svdiff), or a
+    /// new token such as "<v*>" (ti, lora-ti, custom learn its embedding).
     #[arg(long)]
     token: String,
-    /// The subject's class word (e.g. dog).
+    /// The subject's class word (e.g. dog); also the init word of learned embeddings.
     #[arg(long)]
     class: String,
-    /// dreambooth|lora|ti|lora-ti|svdiff|custom (lora for now).
+    /// lora | ti | lora-ti | dreambooth (attention) | dreambooth-full (every linear layer) |
+    /// svdiff | custom
     #[arg(long, default_value = "lora")]
     method: String,
     #[arg(long)]
@@ -27,12 +30,44 @@ pub struct TrainArgs {
     steps: usize,
     #[arg(long, default_value_t = 1e-4)]
     lr: f64,
+    /// LoRA rank (lora, lora-ti).
     #[arg(long, default_value_t = 4)]
     rank: usize,
+    /// Textual-inversion vectors (ti).
+    #[arg(long, default_value_t = 1)]
+    vectors: usize,
     #[arg(long, default_value_t = 1)]
     batch: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Prior preservation: this many class images ("a photo of a <class>") from the base
+    /// model, generated once into --class-images (default OUT/class_images).
+    #[arg(long, default_value_t = 0)]
+    prior_images: usize,
+    #[arg(long, default_value_t = 1.0)]
+    prior_weight: f64,
+    #[arg(long)]
+    class_images: Option<PathBuf>,
+    /// PALP: the target prompt with the token ("a sketch of <v*> dog in the city").
+    #[arg(long)]
+    palp: Option<String>,
+    /// PALP's guidance of the pretrained clean-prompt branch.
+    #[arg(long, default_value_t = 7.5)]
+    palp_alpha: f64,
+    /// PALP's guidance of the personalized branch.
+    #[arg(long, default_value_t = 1.0)]
+    palp_beta: f64,
+    #[arg(long, default_value_t = 1.0)]
+    palp_weight: f64,
+    /// Re-noise with fresh noise instead of the training noise (ablation).
+    #[arg(long)]
+    palp_iid_noise: bool,
+    /// Drop the sqrt(abar)/sqrt(1-abar) rescaling (ablation).
+    #[arg(long)]
+    palp_no_rescale: bool,
+    /// Plain score distillation instead of PALP's personalized branch (ablation).
+    #[arg(long)]
+    palp_sds: bool,
     /// Continue from the checkpoints in --out.
     #[arg(long)]
     resume: bool,
@@ -56,22 +91,34 @@ pub fn run(a: TrainArgs) -> Result<()> {
         );
     }
     let root = vstar_nn::locate::resolve_model(a.model.as_deref())?;
-    let model = Model::load(&root, &candle_core::Device::Cpu)?;
+    let mut model = Model::load(&root, &candle_core::Device::Cpu)?;
+    let palp = a.palp.map(|target| PalpConfig {
+        target,
+        alpha: a.palp_alpha,
+        beta: a.palp_beta,
+        weight: a.palp_weight,
+        same_noise: !a.palp_iid_noise,
+        rescale: !a.palp_no_rescale,
+        sds: a.palp_sds,
+    });
     let spec = TrainSpec {
-        images: a.images,
-        token: a.token,
-        class: a.class,
-        method: a.method,
         steps: a.steps,
         lr: a.lr,
         rank: a.rank,
+        vectors: a.vectors,
         batch: a.batch,
         seed: a.seed,
-        out: a.out,
+        prior_images: a.prior_images,
+        prior_weight: a.prior_weight,
+        class_images: a.class_images,
+        palp,
         format,
+        ..TrainSpec::new(&a.images, &a.token, &a.class, &a.method, &a.out)
     };
-    let done = train(&model, &spec, &mut |l| eprintln!("{l}"))?;
+    let done = train(&mut model, &spec, &mut |l| eprintln!("{l}"))?;
     eprintln!("trained in {:.1} s", done.seconds);
-    println!("{}", done.adapter.display());
+    for f in &done.files {
+        println!("{}", f.display());
+    }
     Ok(())
 }

@@ -12,8 +12,12 @@ use std::sync::{Arc, Mutex, RwLock};
 pub enum Delta {
     /// LoRA: `dW = scale * up @ down`, down (r, in), up (out, r), scale = alpha / r.
     Lora { down: Tensor, up: Tensor, scale: f64 },
-    /// A dense weight delta (out, in): full fine-tunes, trainable K/V, SVDiff shifts.
+    /// A dense weight delta (out, in): full fine-tunes, trainable K/V.
     Dense(Tensor),
+    /// SVDiff: the base weight `u diag(s) vt` with its singular values shifted,
+    /// `W' = u diag(relu(s + shift)) vt`, so `dW = u diag(relu(s + shift) - s) vt`.
+    /// u (out, k), s (k,), vt (k, in), shift (k,).
+    Spectral { u: Tensor, s: Tensor, vt: Tensor, shift: Tensor },
 }
 
 impl Delta {
@@ -21,7 +25,27 @@ impl Delta {
         match self {
             Delta::Lora { down, up, scale } => matmul_t(&matmul_t(x, down)?, up)? * *scale,
             Delta::Dense(dw) => matmul_t(x, dw),
+            // x dW^T = ((x vt^T) * (relu(s + shift) - s)) u^T: never forms the (out, in) matrix.
+            Delta::Spectral { u, s, vt, shift } => {
+                let gain = ((s + shift)?.relu()? - s)?;
+                matmul_t(&matmul_t(x, vt)?.broadcast_mul(&gain)?, u)
+            }
         }
+    }
+
+    /// "(out, in)"-style shape text for error messages, and whether it fits a layer.
+    fn fits(&self, i: usize, o: usize) -> Result<(bool, String)> {
+        Ok(match self {
+            Delta::Lora { down, up, .. } => (
+                down.dim(1)? == i && up.dim(0)? == o && down.dim(0)? == up.dim(1)?,
+                format!("down {:?}, up {:?}", down.dims(), up.dims()),
+            ),
+            Delta::Dense(dw) => (dw.dims() == [o, i], format!("{:?}", dw.dims())),
+            Delta::Spectral { u, s, vt, shift } => (
+                u.dim(0)? == o && vt.dim(1)? == i && s.dims() == shift.dims(),
+                format!("u {:?}, vt {:?}, shift {:?}", u.dims(), vt.dims(), shift.dims()),
+            ),
+        })
     }
 }
 
@@ -37,47 +61,58 @@ fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 
 type DeltaList = Arc<RwLock<Vec<Delta>>>;
 
+/// One adapted layer: its dimensions, frozen weight (out, in) and deltas.
+#[derive(Debug)]
+struct Slot {
+    in_dim: usize,
+    out_dim: usize,
+    weight: Tensor,
+    deltas: DeltaList,
+}
+
 /// Every adapted layer of a model by its parameter path (e.g.
 /// `down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`), for attaching adapters.
 #[derive(Debug, Clone, Default)]
-pub struct Slots(Arc<Mutex<BTreeMap<String, (usize, usize, DeltaList)>>>);
+pub struct Slots(Arc<Mutex<BTreeMap<String, Slot>>>);
 
 impl Slots {
-    fn register(&self, name: String, in_dim: usize, out_dim: usize) -> DeltaList {
-        let list: DeltaList = Arc::default();
-        self.0.lock().unwrap().insert(name, (in_dim, out_dim, list.clone()));
-        list
+    fn register(&self, name: String, weight: &Tensor) -> Result<DeltaList> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        let deltas: DeltaList = Arc::default();
+        let slot = Slot { in_dim, out_dim, weight: weight.clone(), deltas: deltas.clone() };
+        self.0.lock().unwrap().insert(name, slot);
+        Ok(deltas)
     }
 
     /// Layer names with their (in, out) dimensions.
     pub fn names(&self) -> Vec<(String, usize, usize)> {
-        self.0.lock().unwrap().iter().map(|(k, (i, o, _))| (k.clone(), *i, *o)).collect()
+        self.0.lock().unwrap().iter().map(|(k, s)| (k.clone(), s.in_dim, s.out_dim)).collect()
+    }
+
+    /// The frozen weight (out, in) of a layer (SVDiff decomposes it; dense files store W0 + dW).
+    pub fn weight(&self, name: &str) -> Result<Tensor> {
+        let map = self.0.lock().unwrap();
+        map.get(name).map(|s| s.weight.clone()).ok_or_else(|| missing(name))
     }
 
     /// Adds a delta to the named layer, checking its shape.
     pub fn push(&self, name: &str, delta: Delta) -> Result<()> {
         let map = self.0.lock().unwrap();
-        let (i, o, list) = map.get(name).ok_or_else(|| {
-            candle_core::Error::Msg(format!("adapter targets `{name}`, which this model does not have"))
-        })?;
-        let ok = match &delta {
-            Delta::Lora { down, up, .. } => down.dim(1)? == *i && up.dim(0)? == *o && down.dim(0)? == up.dim(1)?,
-            Delta::Dense(dw) => dw.dims() == [*o, *i],
-        };
+        let slot = map.get(name).ok_or_else(|| missing(name))?;
+        let (ok, found) = delta.fits(slot.in_dim, slot.out_dim)?;
         if !ok {
-            let found = match &delta {
-                Delta::Lora { down, up, .. } => {
-                    format!("down {:?}, up {:?}", down.dims(), up.dims())
-                }
-                Delta::Dense(dw) => format!("{:?}", dw.dims()),
-            };
             return Err(candle_core::Error::Msg(format!(
-                "adapter for `{name}` has shape {found}, the layer is {o}x{i}: was it made for another base model?"
+                "adapter for `{name}` has shape {found}, the layer is {}x{}: was it made for another base model?",
+                slot.out_dim, slot.in_dim
             )));
         }
-        list.write().unwrap().push(delta);
+        slot.deltas.write().unwrap().push(delta);
         Ok(())
     }
+}
+
+fn missing(name: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("adapter targets `{name}`, which this model does not have"))
 }
 
 #[derive(Debug, Clone)]
@@ -96,7 +131,7 @@ impl AdaptedLinear {
         } else {
             None
         };
-        let deltas = slots.register(vb.prefix(), in_dim, out_dim);
+        let deltas = slots.register(vb.prefix(), &weight)?;
         Ok(Self { weight, bias, deltas })
     }
 

@@ -144,6 +144,16 @@ impl ClipTextModel {
         Ok(())
     }
 
+    /// The learned rows for ids vocab_size.., if any.
+    pub fn extra_rows(&self) -> Option<Tensor> {
+        self.extra_rows.read().unwrap().clone()
+    }
+
+    /// The embedding row of a base-vocabulary id (D,): a textual inversion's init word.
+    pub fn token_row(&self, id: u32) -> Result<Tensor> {
+        self.token_embedding.get(id as usize)
+    }
+
     fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, n) = ids.dims2()?;
         let v = self.config.vocab_size as i64;

@@ -87,3 +87,11 @@ impl LoraSet {
         save_lora(path, &layers, self.config.alpha, format)
     }
 }
+
+/// The LoRA file name of each layout.
+pub fn adapter_file(out: &Path, format: LoraFormat) -> std::path::PathBuf {
+    match format {
+        LoraFormat::Diffusers => out.join("pytorch_lora_weights.safetensors"),
+        LoraFormat::Kohya => out.join("lora_kohya.safetensors"),
+    }
+}

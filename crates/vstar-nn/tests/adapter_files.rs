@@ -1,0 +1,106 @@
+//! Adapter files other than LoRA (which has its own golden test): textual-inversion files in
+//! the diffusers and A1111 layouts, dense DreamBooth / Custom Diffusion files and SVDiff shifts
+//! written and read back into the tiny SD-1.5-shaped fixture, and `load_adapter`'s errors.
+
+use candle_core::{Device, Tensor};
+use std::path::PathBuf;
+use vstar_nn::adapters::dense::{save_dense, DenseFormat};
+use vstar_nn::adapters::embeddings::{read_embeddings, save_embeddings, EmbeddingFormat};
+use vstar_nn::adapters::load_adapter;
+use vstar_nn::adapters::svdiff::save_shifts;
+use vstar_nn::model::Model;
+
+fn model() -> Model {
+    Model::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sd15-tiny"), &Device::Cpu)
+        .unwrap()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vstar-adapter-files-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn context(m: &Model, prompt: &str) -> Tensor {
+    m.encode(&[prompt], (128, 128), None).unwrap().context
+}
+
+fn diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn embeddings_round_trip_in_both_layouts() {
+    let dir = tmp("ti");
+    let d = model().text[0].encoder.config.hidden_size;
+    let rows = Tensor::randn(0f32, 1.0, (2, d), &Device::Cpu).unwrap();
+    for (file, fmt) in
+        [("learned_embeds.safetensors", EmbeddingFormat::Diffusers), ("<toy>.safetensors", EmbeddingFormat::A1111)]
+    {
+        let path = dir.join(file);
+        save_embeddings(&path, "<toy>", &rows, fmt).unwrap();
+        let read = read_embeddings(&path).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].0, "<toy>");
+        assert_eq!(diff(&read[0].1, &rows), 0.0);
+        let mut m = model();
+        let before = context(&m, "a photo of <toy>");
+        assert_eq!(load_adapter(&path, &mut m, 1.0).unwrap(), "textual inversion: <toy>");
+        // The learned rows are what the encoder now reads for the placeholder.
+        let after = context(&m, "a photo of <toy>");
+        assert!(diff(&before, &after) > 1e-3);
+        assert_eq!(diff(&context(&m, "a photo of"), &context(&model(), "a photo of")), 0.0);
+    }
+    let mut m = model();
+    let wrong = dir.join("wrong.safetensors");
+    save_embeddings(
+        &wrong,
+        "<w>",
+        &Tensor::zeros((1, d + 1), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        EmbeddingFormat::Diffusers,
+    )
+    .unwrap();
+    let e = load_adapter(&wrong, &mut m, 1.0).unwrap_err().to_string();
+    assert!(e.contains("wrong.safetensors") && e.contains(&format!("(n, {d})")), "{e}");
+}
+
+#[test]
+fn dense_and_spectral_files_rebuild_the_trained_weights() {
+    let dir = tmp("dense");
+    let m = model();
+    let (layer, _, _) = m.unet.slots.names().into_iter().find(|(n, _, _)| n.ends_with("attn2.to_k")).unwrap();
+    let w0 = m.unet.slots.weight(&layer).unwrap();
+    let w1 = (&w0 + 0.25).unwrap();
+    for fmt in [DenseFormat::DreamBooth, DenseFormat::CustomDiffusion] {
+        let path = dir.join(format!("{fmt:?}.safetensors"));
+        save_dense(&path, &[(layer.clone(), w1.clone())], fmt).unwrap();
+        let keys: Vec<String> = candle_core::safetensors::load(&path, &Device::Cpu).unwrap().into_keys().collect();
+        if fmt == DenseFormat::CustomDiffusion {
+            assert_eq!(
+                keys,
+                vec![format!("{}.processor.to_k_custom_diffusion.weight", layer.trim_end_matches(".to_k"))]
+            );
+        }
+        let mut m = model();
+        assert_eq!(load_adapter(&path, &mut m, 1.0).unwrap(), "dense weights, 1 layers");
+    }
+    // SVDiff: a zero shift file changes nothing; a wrong-length shift names the layer.
+    let k = w0.dims2().map(|(o, i)| o.min(i)).unwrap();
+    let zero = dir.join("spectral_shifts.safetensors");
+    save_shifts(&zero, &[(layer.clone(), Tensor::zeros(k, candle_core::DType::F32, &Device::Cpu).unwrap())]).unwrap();
+    let mut m = model();
+    assert_eq!(load_adapter(&zero, &mut m, 1.0).unwrap(), "SVDiff spectral shifts, 1 layers");
+    let bad = dir.join("bad_shifts.safetensors");
+    save_shifts(&bad, &[(layer.clone(), Tensor::zeros(k + 1, candle_core::DType::F32, &Device::Cpu).unwrap())])
+        .unwrap();
+    let e = load_adapter(&bad, &mut model(), 1.0).unwrap_err().to_string();
+    assert!(e.contains("bad_shifts.safetensors") && e.contains("another base model"), "{e}");
+    // A dense file for another model's layer.
+    let other = dir.join("other.safetensors");
+    save_dense(&other, &[("mid_block.nothing.to_q".into(), w1)], DenseFormat::DreamBooth).unwrap();
+    let e = load_adapter(&other, &mut model(), 1.0).unwrap_err().to_string();
+    assert!(e.contains("names no adapted layer"), "{e}");
+    std::fs::write(dir.join("junk.safetensors"), b"junk").unwrap();
+    let e = load_adapter(&dir.join("junk.safetensors"), &mut model(), 1.0).unwrap_err().to_string();
+    assert!(e.contains("junk.safetensors") && e.contains("not a readable"), "{e}");
+}
