@@ -3,7 +3,7 @@
 //! the oracles (identity similarity to the subject, prompt-element recall), and write a
 //! report (HTML page, JSON and CSV) with the cost of each method.
 
-use crate::judges::{element_hits, element_recall, Judges};
+use crate::judges::{centroid, Judges, Tally};
 use crate::report;
 use candle_core::{Device, Result, Tensor};
 use std::collections::BTreeMap;
@@ -15,7 +15,6 @@ use vstar_diffusion::sampler::Cost;
 use vstar_diffusion::scheduler::{SchedulerConfig, SchedulerKind};
 use vstar_diffusion::{images, pipeline};
 use vstar_nn::model::Model;
-use vstar_toyland::pretrain::contrastive::normalize;
 use vstar_toyland::toybooth::{complex_prompts, dreambooth_prompts, Prompt, Subject};
 use vstar_train::personalize::{train, TrainSpec};
 
@@ -72,15 +71,9 @@ fn params_for(method: &str, positions: (usize, usize)) -> MethodParams {
     MethodParams { guidance, token_positions: Some(positions), t_sw: 5, ..Default::default() }
 }
 
-/// Identity similarity of each image to the subject (cosine to the reference centroid).
-fn identity(judges: &Judges, imgs: &Tensor, centroid: &Tensor) -> Result<Vec<f64>> {
-    let e = judges.identity(imgs)?;
-    Ok(e.matmul(&centroid.unsqueeze(1)?)?.flatten_all()?.to_vec1::<f32>()?.into_iter().map(|v| v as f64).collect())
-}
-
 fn subject_centroid(judges: &Judges, s: &Subject, dev: &Device) -> Result<Tensor> {
     let refs = ((vstar_toyland::pretrain::data::images(&s.references, dev)? + 1.0)? / 2.0)?;
-    normalize(&judges.identity(&refs)?.mean_keepdim(0)?)?.squeeze(0)
+    centroid(judges, &refs)
 }
 
 pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
@@ -121,7 +114,7 @@ pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&st
     let mut results = vec![];
     for (mi, &method) in methods.iter().enumerate() {
         let t0 = Instant::now();
-        let (mut ids, mut recalls, mut sc_hits, mut n) = (vec![], vec![], 0usize, 0usize);
+        let mut tally = Tally::default();
         let mut files = vec![];
         let mut cost = Cost::default();
         let mut params = serde_json::Value::Null;
@@ -137,28 +130,23 @@ pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&st
             let (imgs, c) =
                 pipeline::txt2img(&model, g.as_ref(), by_kind, size.images_per_prompt, 100 + pi as u64, size.steps)?;
             cost = c;
-            ids.extend(identity(&judges, &imgs, &centroid)?);
             let mut row = vec![];
-            for (k, pred) in judges.attributes(&imgs)?.iter().enumerate() {
-                let hits = element_hits(pred, class, &p.elements);
-                recalls.push(element_recall(&hits));
-                sc_hits += hits[0].1 as usize;
-                n += 1;
+            for k in 0..tally.add(&judges, &imgs, class, &p.elements, &centroid)?.len() {
                 let f = format!("images/{}/{pi:02}_{k}.png", method.replace('+', "p"));
                 images::save_png(&out.join(&f), &images::to_rgb(&imgs.get(k)?)?)?;
                 row.push(f);
             }
             files.push(row);
         }
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let n = tally.recall.len().max(1) as f64;
         let r = MethodResult {
             method: method.to_string(),
             params,
-            identity: mean(&ids),
-            recall: mean(&recalls),
-            superclass: sc_hits as f64 / n.max(1) as f64,
+            identity: tally.identity_mean(),
+            recall: tally.recall_mean(),
+            superclass: tally.superclass_rate(),
             cost_per_image: cost,
-            seconds_per_image: t0.elapsed().as_secs_f64() / n.max(1) as f64,
+            seconds_per_image: t0.elapsed().as_secs_f64() / n,
             images: files,
         };
         log(&format!(

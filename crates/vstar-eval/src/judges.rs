@@ -78,3 +78,56 @@ pub fn element_recall(hits: &[(&'static str, bool)]) -> f64 {
     }
     ctx.iter().filter(|h| **h).count() as f64 / ctx.len() as f64
 }
+
+/// The unit mean identity embedding of a subject's images (B, 3, 32, 32) in [0, 1].
+pub fn centroid(judges: &Judges, images: &Tensor) -> Result<Tensor> {
+    vstar_toyland::pretrain::contrastive::normalize(&judges.identity(images)?.mean_keepdim(0)?)?.squeeze(0)
+}
+
+/// Running scores of generated images against a subject and their prompts' elements.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    /// Cosine similarity of each image's identity embedding to the subject centroid.
+    pub identity: Vec<f64>,
+    /// Fraction of each image's asked context elements found.
+    pub recall: Vec<f64>,
+    pub superclass_hits: usize,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+impl Tally {
+    /// Judges images (B, 3, 32, 32) in [0, 1] made for a prompt with `elements`; returns the
+    /// attribute predictions.
+    pub fn add(
+        &mut self,
+        judges: &Judges,
+        images: &Tensor,
+        class: Superclass,
+        elements: &Elements,
+        centroid: &Tensor,
+    ) -> Result<Vec<Vec<usize>>> {
+        let e = judges.identity(images)?;
+        let sims = e.matmul(&centroid.unsqueeze(1)?)?.flatten_all()?.to_vec1::<f32>()?;
+        self.identity.extend(sims.into_iter().map(|v| v as f64));
+        let preds = judges.attributes(images)?;
+        for p in &preds {
+            let hits = element_hits(p, class, elements);
+            self.recall.push(element_recall(&hits));
+            self.superclass_hits += hits[0].1 as usize;
+        }
+        Ok(preds)
+    }
+
+    pub fn identity_mean(&self) -> f64 {
+        mean(&self.identity)
+    }
+    pub fn recall_mean(&self) -> f64 {
+        mean(&self.recall)
+    }
+    pub fn superclass_rate(&self) -> f64 {
+        self.superclass_hits as f64 / self.recall.len().max(1) as f64
+    }
+}

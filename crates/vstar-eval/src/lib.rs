@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod judges;
 pub mod report;
+pub mod run_eval;
 pub mod ssim;
 pub mod token_scan;
 pub mod toyland_check;

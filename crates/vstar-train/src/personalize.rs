@@ -275,6 +275,7 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
         Ok((loss, metrics))
     })?;
     let files = trainable.save(model, &spec.out, spec.format)?;
+    let seconds = started.elapsed().as_secs_f64();
     let record = serde_json::json!({
         "base_model": model.root.display().to_string(),
         "token": spec.token,
@@ -287,9 +288,10 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
         "adapter": files.first().and_then(|f| f.file_name()).map(|f| f.to_string_lossy().to_string()),
         "files": files.iter().filter_map(|f| f.file_name()).map(|f| f.to_string_lossy().to_string()).collect::<Vec<_>>(),
         "steps": run.step(),
+        "train_seconds": seconds,
         "images": subject.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         "vstar_version": env!("CARGO_PKG_VERSION"),
     });
     write_atomic(&spec.out.join("vstar.json"), serde_json::to_string_pretty(&record).expect("json").as_bytes())?;
-    Ok(Trained { files, seconds: started.elapsed().as_secs_f64() })
+    Ok(Trained { files, seconds })
 }

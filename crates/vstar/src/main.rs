@@ -37,6 +37,18 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         methods: Option<Vec<String>>,
     },
+    /// Judge a `vstar train` run on Toyland: identity similarity and prompt-element recall of
+    /// its placeholder prompts, against the base model's class-word prompts (same seeds).
+    Eval {
+        run: std::path::PathBuf,
+        /// A pretrained Toyland folder (default: the run's base model).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 8)]
+        prompts: usize,
+        #[arg(long, default_value_t = 2)]
+        images_per_prompt: usize,
+    },
     /// Image-Alchemy: base-model scene with the class word, segment + blur the subject, img2img
     /// with the LoRA and the placeholder prompt (every stage saved).
     Alchemy(alchemy::AlchemyArgs),
@@ -91,11 +103,36 @@ fn demo(
     Ok(())
 }
 
+fn eval(run: &std::path::Path, model: Option<&std::path::Path>, prompts: usize, per: usize) -> anyhow::Result<()> {
+    if prompts == 0 || per == 0 {
+        anyhow::bail!("--prompts and --images-per-prompt must be at least 1");
+    }
+    let size =
+        vstar_eval::run_eval::EvalSize { prompts, images_per_prompt: per, ..vstar_eval::run_eval::EvalSize::full() };
+    let out = vstar_eval::run_eval::run(run, model, &size, &mut |l| eprintln!("{l}"))?;
+    let (b, f) = (&out["base"], &out["fine_tuned"]);
+    println!("| method | steps | train s | identity (base -> tuned) | recall (base -> tuned) |");
+    println!(
+        "| {} | {} | {:.0} | {:.3} -> {:.3} | {:.3} -> {:.3} |",
+        out["method"].as_str().unwrap_or("?"),
+        out["steps"],
+        out["train_seconds"].as_f64().unwrap_or(f64::NAN),
+        b["identity"].as_f64().unwrap_or(f64::NAN),
+        f["identity"].as_f64().unwrap_or(f64::NAN),
+        b["recall"].as_f64().unwrap_or(f64::NAN),
+        f["recall"].as_f64().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
 fn main() {
     vstar_nn::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { out, model, quick, train_steps, methods } => demo(out, model, quick, train_steps, methods),
+        Command::Eval { run, model, prompts, images_per_prompt } => {
+            eval(&run, model.as_deref(), prompts, images_per_prompt)
+        }
         Command::Sample(args) => sample::run(args),
         Command::Alchemy(args) => alchemy::run(args),
         Command::Train(args) => train::run(args),
