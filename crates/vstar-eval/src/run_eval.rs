@@ -9,9 +9,11 @@ use crate::judges::{centroid, Judges, Tally};
 use candle_core::{Device, Error, Result, Tensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use vstar_diffusion::guidance::build::superclass_prompt;
 use vstar_diffusion::guidance::{Cfg, PromptKind};
 use vstar_diffusion::{images, pipeline};
 use vstar_nn::model::Model;
+use vstar_toyland::caption::Elements;
 use vstar_toyland::superclass::Superclass;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -60,20 +62,49 @@ fn str_list(v: &serde_json::Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
-/// Samples every prompt (placeholder or class word) and judges the images.
+/// An evaluation prompt: with the placeholder, its clean form, and the elements asked.
+struct EvalPrompt {
+    concept: String,
+    clean: String,
+    elements: Elements,
+}
+
+/// The user's prompts (elements read from their wording), else ToyBooth's prompt set.
+fn eval_prompts(custom: &[String], token: &str, class: Superclass, n: usize) -> Result<Vec<EvalPrompt>> {
+    if custom.is_empty() {
+        return Ok(prompts(n)
+            .iter()
+            .map(|p| EvalPrompt {
+                concept: p.text(class, Some(token)),
+                clean: p.text(class, None),
+                elements: p.elements,
+            })
+            .collect());
+    }
+    custom
+        .iter()
+        .map(|c| {
+            Ok(EvalPrompt { concept: c.clone(), clean: superclass_prompt(c, token)?, elements: Elements::parse(c) })
+        })
+        .collect()
+}
+
+/// Samples every prompt (with the placeholder when `tuned`, else clean) and judges the images.
 fn score(
     model: &Model,
     judges: &Judges,
     class: Superclass,
-    token: Option<&str>,
+    prompts: &[EvalPrompt],
+    tuned: bool,
     centroid: &Tensor,
     size: &EvalSize,
     log: &mut dyn FnMut(&str),
 ) -> Result<Scores> {
     let mut tally = Tally::default();
-    for (i, p) in prompts(size.prompts).iter().enumerate() {
+    for (i, p) in prompts.iter().enumerate() {
         let mut by_kind = BTreeMap::new();
-        by_kind.insert(PromptKind::Concept, pipeline::encode_prompt(model, &p.text(class, token))?);
+        let text = if tuned { &p.concept } else { &p.clean };
+        by_kind.insert(PromptKind::Concept, pipeline::encode_prompt(model, text)?);
         let cfg = Cfg { scale: size.guidance };
         let (imgs, _) = pipeline::txt2img(model, &cfg, by_kind, size.images_per_prompt, 100 + i as u64, size.steps)?;
         tally.add(judges, &imgs, class, &p.elements, centroid)?;
@@ -81,7 +112,7 @@ fn score(
     let s = Scores::from(&tally);
     log(&format!(
         "  {}: identity {:.3}, recall {:.3}, superclass {:.2}",
-        if token.is_some() { "fine-tuned, placeholder prompts" } else { "base model, class prompts" },
+        if tuned { "fine-tuned, placeholder prompts" } else { "base model, class prompts" },
         s.identity,
         s.recall,
         s.superclass
@@ -89,11 +120,13 @@ fn score(
     Ok(s)
 }
 
-/// Evaluates a run folder; writes `RUN_DIR/eval.json` and returns its content.
+/// Evaluates a run folder on `custom` prompts (with the placeholder) or, when empty,
+/// ToyBooth's; writes `RUN_DIR/eval.json` and returns its content.
 pub fn run(
     run: &Path,
     model_dir: Option<&Path>,
     size: &EvalSize,
+    custom: &[String],
     log: &mut dyn FnMut(&str),
 ) -> Result<serde_json::Value> {
     let rec = record(run)?;
@@ -123,9 +156,10 @@ pub fn run(
         return Err(Error::Msg(format!("{}: vstar.json lists no training images", run.display())));
     }
     let subject = centroid(&judges, &Tensor::stack(&refs, 0)?)?;
+    let prompts = eval_prompts(custom, &token, class, size.prompts)?;
     let mut model = Model::load(&dir, &dev)?;
     log(&format!("{}: base model", run.display()));
-    let base = score(&model, &judges, class, None, &subject, size, log)?;
+    let base = score(&model, &judges, class, &prompts, false, &subject, size, log)?;
     let files: Vec<PathBuf> = str_list(field(&rec, run, "files")?)
         .iter()
         .filter(|f| !f.ends_with(".a1111.safetensors"))
@@ -134,13 +168,14 @@ pub fn run(
     for f in &files {
         vstar_nn::adapters::load_adapter(f, &mut model, 1.0)?;
     }
-    let tuned = score(&model, &judges, class, Some(&token), &subject, size, log)?;
+    let tuned = score(&model, &judges, class, &prompts, true, &subject, size, log)?;
     let out = serde_json::json!({
         "run": run.display().to_string(),
         "method": rec.get("method"),
         "steps": rec.get("steps"),
         "train_seconds": rec.get("train_seconds"),
         "size": size,
+        "prompts": prompts.iter().map(|p| &p.concept).collect::<Vec<_>>(),
         "base": base,
         "fine_tuned": tuned,
     });

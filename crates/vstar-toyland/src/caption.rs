@@ -88,6 +88,27 @@ impl Elements {
         }
     }
 
+    /// The elements a prompt in Toyland's wording asks for (any wording variant): what a
+    /// user's own prompt is judged against. Phrases are matched first and cut out, so "red"
+    /// in "wearing a red hat" is not also read as a colour.
+    pub fn parse(prompt: &str) -> Elements {
+        let mut text = format!(" {} ", prompt.to_lowercase().split_whitespace().collect::<Vec<_>>().join(" "));
+        let mut take = |phrases: &[&str]| -> bool {
+            let hit = phrases.iter().find(|p| text.contains(&format!(" {p} ")));
+            if let Some(p) = hit {
+                text = text.replacen(&format!(" {p} "), " | ", 1);
+            }
+            hit.is_some()
+        };
+        let mut el = Elements::default();
+        el.style = Style::ALL.iter().copied().find(|&s| take(style_phrases(s)));
+        el.accessory = Accessory::ALL.iter().copied().find(|&a| take(accessory_phrases(a)));
+        el.scene = Scene::ALL.iter().copied().find(|&s| take(scene_phrases(s)));
+        el.color = ColorMod::ALL.iter().copied().find(|&c| color_word(c).is_some_and(|w| take(&[w])));
+        el.material = Material::ALL.iter().copied().find(|&m| material_word(m).is_some_and(|w| take(&[w])));
+        el
+    }
+
     /// Number of context elements asked for (the superclass is not counted).
     pub fn count(&self) -> usize {
         [

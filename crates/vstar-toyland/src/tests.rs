@@ -157,6 +157,23 @@ fn canonical_prompts_read_right() {
     assert_eq!(canonical(&e, Some("cat"), None), "an oil painting of an orange cat wearing sunglasses");
 }
 
+/// Every caption the grammar writes (any wording, any order) parses back to its elements.
+#[test]
+fn captions_parse_back_to_their_elements() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for i in 0..2000 {
+        let p = sample_training_pair(i);
+        let mention = MentionSet::random(&mut rng, 0.6).with_token("sks");
+        let text = caption(&p.spec, &mention, &mut rng);
+        assert_eq!(Elements::parse(&text), Elements::of(&p.spec, &mention), "{text}");
+    }
+    let e = Elements::parse("A watercolor painting of sks dog wearing a red hat in the desert");
+    assert_eq!(
+        (e.style, e.accessory, e.scene, e.color),
+        (Some(Style::Watercolor), Some(Accessory::RedHat), Some(Scene::Desert), None)
+    );
+}
+
 #[test]
 fn toybooth_subjects_are_never_sampled_for_training() {
     let tb = manifest();

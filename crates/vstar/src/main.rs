@@ -48,6 +48,10 @@ enum Command {
         prompts: usize,
         #[arg(long, default_value_t = 2)]
         images_per_prompt: usize,
+        /// Judge these prompts (with the placeholder; repeatable) instead of ToyBooth's set;
+        /// their elements are read from Toyland's wording.
+        #[arg(long)]
+        prompt: Vec<String>,
     },
     /// Image-Alchemy: base-model scene with the class word, segment + blur the subject, img2img
     /// with the LoRA and the placeholder prompt (every stage saved).
@@ -103,13 +107,19 @@ fn demo(
     Ok(())
 }
 
-fn eval(run: &std::path::Path, model: Option<&std::path::Path>, prompts: usize, per: usize) -> anyhow::Result<()> {
+fn eval(
+    run: &std::path::Path,
+    model: Option<&std::path::Path>,
+    prompts: usize,
+    per: usize,
+    custom: &[String],
+) -> anyhow::Result<()> {
     if prompts == 0 || per == 0 {
         anyhow::bail!("--prompts and --images-per-prompt must be at least 1");
     }
     let size =
         vstar_eval::run_eval::EvalSize { prompts, images_per_prompt: per, ..vstar_eval::run_eval::EvalSize::full() };
-    let out = vstar_eval::run_eval::run(run, model, &size, &mut |l| eprintln!("{l}"))?;
+    let out = vstar_eval::run_eval::run(run, model, &size, custom, &mut |l| eprintln!("{l}"))?;
     let (b, f) = (&out["base"], &out["fine_tuned"]);
     println!("| method | steps | train s | identity (base -> tuned) | recall (base -> tuned) |");
     println!(
@@ -130,8 +140,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { out, model, quick, train_steps, methods } => demo(out, model, quick, train_steps, methods),
-        Command::Eval { run, model, prompts, images_per_prompt } => {
-            eval(&run, model.as_deref(), prompts, images_per_prompt)
+        Command::Eval { run, model, prompts, images_per_prompt, prompt } => {
+            eval(&run, model.as_deref(), prompts, images_per_prompt, &prompt)
         }
         Command::Sample(args) => sample::run(args),
         Command::Alchemy(args) => alchemy::run(args),
