@@ -3,7 +3,7 @@
 #   1. every personalization method on ToyBooth subject dog_a: identity and prompt-element
 #      recall of its placeholder prompts vs the base model's class prompts (`vstar eval`);
 #   2. DreamBooth-LoRA at 4 step counts (the identity / recall trade-off);
-#   3. PALP vs LoRA+TI on one complex target prompt, same seeds.
+#   3. PALP vs LoRA+TI on one complex target prompt, same seeds (`vstar eval --prompt`).
 # Usage: tools/toyland/methods.sh [OUT] (default out/methods). Needs the pretrained Toyland
 # (assets/toyland, or VSTAR_TOYLAND=DIR).
 set -euo pipefail
@@ -48,8 +48,9 @@ table lora-50 lora-100 lora-200 lora lora-800
 
 TARGET="a watercolor painting of <immen> dog wearing a santa hat in the desert"
 train palp lora-ti "<immen>" 400 5e-4 --palp "$TARGET"
-echo "## PALP vs LoRA+TI on: $TARGET"
+echo "## PALP vs LoRA+TI on: $TARGET (8 images, same seeds)"
+echo "| run | method | steps | train s | identity (base -> tuned) | recall (base -> tuned) |"
+echo "|---|---|---|---|---|---|"
 for n in lora-ti palp; do
-    $VSTAR sample --adapter "$OUT/$n" --prompt "$TARGET" --n 8 --seed 0 --out "$OUT/$n/target" 2>/dev/null
+    $VSTAR eval "$OUT/$n" --prompt "$TARGET" --images-per-prompt 8 2>/dev/null | tail -1 | sed "s/^|/| $n |/"
 done
-echo "(images under $OUT/lora-ti/target and $OUT/palp/target; judged by tools/toyland/judge.sh)"

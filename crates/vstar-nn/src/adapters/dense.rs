@@ -7,7 +7,7 @@
 
 use crate::layers::Delta;
 use crate::model::Model;
-use candle_core::{DType, Device, Error, Result, Tensor};
+use candle_core::{DType, Error, Result, Tensor};
 use std::path::Path;
 
 /// The layouts `save_dense` writes.
@@ -55,14 +55,9 @@ pub fn is_dense_file(keys: &[String]) -> bool {
 
 /// Writes each (UNet layer, full weight (out, in)) as `format`, atomically.
 pub fn save_dense(path: &Path, layers: &[(String, Tensor)], format: DenseFormat) -> Result<()> {
-    let tensors: Vec<(String, Tensor)> = layers
-        .iter()
-        .map(|(l, w)| Ok((key(format, l)?, w.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?)))
-        .collect::<Result<_>>()?;
-    let tmp = path.with_extension("partial");
-    safetensors::serialize_to_file(tensors.iter().map(|(k, t)| (k.clone(), t)), None, &tmp)
-        .map_err(|e| bad(&tmp, format!("cannot write ({e}); is the disk full?")))?;
-    std::fs::rename(&tmp, path).map_err(|e| bad(path, e))
+    let tensors: Vec<(String, Tensor)> =
+        layers.iter().map(|(l, w)| Ok((key(format, l)?, w.clone()))).collect::<Result<_>>()?;
+    super::write_safetensors(path, &tensors, None)
 }
 
 /// Attaches `multiplier * (W_file - W0)` to every layer of the file; returns the layer count.

@@ -57,17 +57,13 @@ pub fn is_vocabulary_word(tok: &crate::tokenizer::ClipTokenizer, token: &str) ->
 
 /// Writes `{token: rows}` (diffusers) or `{"emb_params": rows}` (A1111), atomically.
 pub fn save_embeddings(path: &Path, token: &str, rows: &Tensor, format: EmbeddingFormat) -> Result<()> {
-    let rows = rows.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?;
     let (key, meta) = match format {
         EmbeddingFormat::Diffusers => (token.to_string(), None),
         EmbeddingFormat::A1111 => {
             ("emb_params".to_string(), Some(HashMap::from([("name".to_string(), token.to_string())])))
         }
     };
-    let tmp = path.with_extension("partial");
-    safetensors::serialize_to_file([(key, &rows)], meta, &tmp)
-        .map_err(|e| bad(&tmp, format!("cannot write ({e}); is the disk full?")))?;
-    std::fs::rename(&tmp, path).map_err(|e| bad(path, e))
+    super::write_safetensors(path, &[(key, rows.clone())], meta)
 }
 
 /// (token, rows) pairs of an embedding file of either layout.

@@ -192,9 +192,5 @@ pub fn save_lora(path: &Path, layers: &[LoraLayer], alpha: f64, format: LoraForm
         let m = serde_json::json!({ "unet.r": rank, "unet.lora_alpha": alpha, "unet.target_modules": targets });
         HashMap::from([("lora_adapter_metadata".to_string(), m.to_string())])
     });
-    let tmp = path.with_extension("partial");
-    let views: Vec<(String, Tensor)> = tensors;
-    safetensors::serialize_to_file(views.iter().map(|(k, t)| (k.clone(), t)), meta, &tmp)
-        .map_err(|e| bad(&tmp, format!("cannot write ({e}); is the disk full?")))?;
-    std::fs::rename(&tmp, path).map_err(|e| bad(path, e))
+    super::write_safetensors(path, &tensors, meta)
 }

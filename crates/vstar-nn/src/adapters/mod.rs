@@ -7,8 +7,26 @@ pub mod lora;
 pub mod svdiff;
 
 use crate::model::Model;
-use candle_core::{safetensors::MmapedSafetensors, Error, Result};
+use candle_core::{safetensors::MmapedSafetensors, DType, Device, Error, Result, Tensor};
+use std::collections::HashMap;
 use std::path::Path;
+
+/// Writes named tensors as an f32 safetensors file (with optional header metadata),
+/// atomically: a temporary file renamed into place, so a failed write leaves no half file.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    meta: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let f32s: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?)))
+        .collect::<Result<_>>()?;
+    let tmp = path.with_extension("partial");
+    safetensors::serialize_to_file(f32s.iter().map(|(k, t)| (k.clone(), t)), meta, &tmp)
+        .map_err(|e| Error::Msg(format!("{}: cannot write ({e}); is the disk full?", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
+}
 
 /// What a file turned out to be, for logs and sidecars.
 pub fn load_adapter(path: &Path, model: &mut Model, multiplier: f64) -> Result<String> {

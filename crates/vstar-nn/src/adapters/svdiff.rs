@@ -34,14 +34,8 @@ pub fn is_svdiff_file(keys: &[String]) -> bool {
 
 /// Writes (UNet layer, shift (k,)) pairs, atomically.
 pub fn save_shifts(path: &Path, shifts: &[(String, Tensor)]) -> Result<()> {
-    let tensors: Vec<(String, Tensor)> = shifts
-        .iter()
-        .map(|(l, t)| Ok((format!("{l}.delta"), t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?)))
-        .collect::<Result<_>>()?;
-    let tmp = path.with_extension("partial");
-    safetensors::serialize_to_file(tensors.iter().map(|(k, t)| (k.clone(), t)), None, &tmp)
-        .map_err(|e| Error::Msg(format!("{}: cannot write ({e}); is the disk full?", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
+    let tensors: Vec<(String, Tensor)> = shifts.iter().map(|(l, t)| (format!("{l}.delta"), t.clone())).collect();
+    super::write_safetensors(path, &tensors, None)
 }
 
 /// Attaches every shift of the file (each times `multiplier`); returns the layer count.
