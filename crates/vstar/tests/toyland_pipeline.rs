@@ -81,6 +81,64 @@ fn pretrain_smoke_then_sample_train_and_check() {
     ]);
     assert!(ok, "{err}");
 
+    // A run is judged against the base model; a textual-inversion run samples from its folder.
+    let (ok, stdout, err) =
+        vstar(&["eval", out.to_str().unwrap(), "--model", m, "--prompts", "1", "--images-per-prompt", "1"]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("| lora | 2 |") && out.join("eval.json").exists(), "{stdout}");
+    let ti = dir.join("ti");
+    let (ok, stdout, err) = vstar(&[
+        "train",
+        "--model",
+        m,
+        "--images",
+        images.to_str().unwrap(),
+        "--token",
+        "<sks>",
+        "--class",
+        "dog",
+        "--method",
+        "lora-ti",
+        "--steps",
+        "2",
+        "--out",
+        ti.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(stdout.lines().count(), 3, "LoRA + two embedding files:\n{stdout}");
+    let (ok, _, err) = vstar(&[
+        "sample",
+        "--model",
+        m,
+        "--adapter",
+        ti.to_str().unwrap(),
+        "--prompt",
+        "a photo of <sks> dog",
+        "--steps",
+        "2",
+        "--out",
+        dir.join("ti.png").to_str().unwrap(),
+    ]);
+    assert!(ok && err.contains("textual inversion: <sks>") && err.contains("LoRA"), "{err}");
+    let (ok, _, err) = vstar(&[
+        "train",
+        "--model",
+        m,
+        "--images",
+        images.to_str().unwrap(),
+        "--token",
+        "dog",
+        "--class",
+        "dog",
+        "--method",
+        "ti",
+        "--steps",
+        "2",
+        "--out",
+        dir.join("ti-bad").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("already a word of this vocabulary"), "{err}");
+
     let (ok, stdout, err) = vstar(&["toyland", "check", "--quick", "--model", m]);
     assert!(ok, "{err}");
     for section in ["Attribute oracle", "Identity oracle", "Base model", "Sampling time", "Rare tokens"] {
