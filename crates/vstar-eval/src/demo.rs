@@ -161,7 +161,16 @@ pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&st
         results.push(r);
     }
 
-    // 3. The report.
+    // 3. The papers' claims against these numbers, and the report.
+    let claims = crate::claims::check(&results);
+    for c in &claims {
+        let verdict = match c.reproduced {
+            Some(true) => "reproduced",
+            Some(false) => "NOT reproduced",
+            None => "not measured",
+        };
+        log(&format!("    claim ({}): {} - {verdict} [{}]", c.paper, c.claim, c.evidence));
+    }
     let summary = serde_json::json!({
         "model": model_dir.display().to_string(),
         "subject": SUBJECT,
@@ -173,6 +182,7 @@ pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&st
         "sampling_steps": size.steps,
         "total_seconds": started.elapsed().as_secs_f64(),
         "results": results,
+        "claims": claims,
     });
     let page = report::write(out, &summary, &results)?;
     log(&format!("3/3 report written in {:.0} s total", started.elapsed().as_secs_f64()));

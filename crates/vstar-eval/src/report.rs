@@ -128,6 +128,16 @@ pub fn write(dir: &Path, summary: &serde_json::Value, results: &[MethodResult]) 
         }
         h += "</tr>";
     }
+    h += "</table><h2>The papers' claims on this run</h2><table id=\"claims\"><tr><th>paper</th><th>claim</th><th>verdict</th><th>numbers</th></tr>";
+    for c in summary["claims"].as_array().cloned().unwrap_or_default() {
+        let verdict = match c["reproduced"].as_bool() {
+            Some(true) => "reproduced",
+            Some(false) => "not reproduced",
+            None => "not measured",
+        };
+        let cell = |k: &str| esc(c[k].as_str().unwrap_or(""));
+        let _ = write!(h, "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{verdict}</td><td style=\"text-align:left\">{}</td></tr>", cell("paper"), cell("claim"), cell("evidence"));
+    }
     h += "</table></body></html>";
     let page = dir.join("index.html");
     write_atomic(&page, h.as_bytes())?;

@@ -43,9 +43,13 @@ fn report_renders_its_plot_and_grid() {
     let results = vec![result("concept", 0.8, 0.4, "images/a.png"), result("mixed", 0.7, 0.6, "images/a.png")];
     let summary = serde_json::json!({
         "model": "toyland", "subject": "dog_a", "token": "immen", "prompts": ["a photo of immen dog"],
-        "images_per_prompt": 1, "sampling_steps": 30, "total_seconds": 1.0
+        "images_per_prompt": 1, "sampling_steps": 30, "total_seconds": 1.0,
+        "claims": vstar_eval::claims::check(&results)
     });
     let page = vstar_eval::report::write(&dir, &summary, &results).unwrap();
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("id=\"claims\"") && html.contains("mixed sampling raises prompt-element recall"));
+    assert!(html.contains("not measured"), "ProFusion was not run: its claim is not measured");
     let shot = dir.join("shot.png");
     let out = Command::new(browser())
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,1400"])
