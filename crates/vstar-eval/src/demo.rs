@@ -3,17 +3,15 @@
 //! the oracles (identity similarity to the subject, prompt-element recall), and write a
 //! report (HTML page, JSON and CSV) with the cost of each method.
 
-use crate::judges::{centroid, Judges, Tally};
+use crate::bench::{judge_method, Bench, EvalPrompt};
+use crate::judges::{centroid, Judges};
 use crate::report;
 use candle_core::{Device, Result, Tensor};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vstar_diffusion::guidance::build::{self, MethodParams, SamplerSetup};
-use vstar_diffusion::guidance::PromptKind;
+use vstar_diffusion::guidance::build::{self, MethodParams};
+use vstar_diffusion::images;
 use vstar_diffusion::sampler::Cost;
-use vstar_diffusion::scheduler::{SchedulerConfig, SchedulerKind};
-use vstar_diffusion::{images, pipeline};
 use vstar_nn::model::Model;
 use vstar_toyland::toybooth::{complex_prompts, dreambooth_prompts, Prompt, Subject};
 use vstar_train::personalize::{train, TrainSpec};
@@ -66,9 +64,9 @@ pub fn prompts(n: usize) -> Vec<Prompt> {
     v
 }
 
-fn params_for(method: &str, positions: (usize, usize)) -> MethodParams {
+fn params_for(method: &str) -> MethodParams {
     let guidance = if method.ends_with("++") { 0.4 } else { 5.0 };
-    MethodParams { guidance, token_positions: Some(positions), t_sw: 5, ..Default::default() }
+    MethodParams { guidance, t_sw: 5, ..Default::default() }
 }
 
 fn subject_centroid(judges: &Judges, s: &Subject, dev: &Device) -> Result<Tensor> {
@@ -102,53 +100,26 @@ pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&st
 
     // 2. Every method on the prompt set, same seeds.
     let centroid = subject_centroid(&judges, &subject, &dev)?;
-    let sched: SchedulerConfig = serde_json::from_value(model.scheduler_config.clone())
-        .map_err(|e| candle_core::Error::Msg(format!("scheduler config: {e}")))?;
-    let setup = SamplerSetup { kind: SchedulerKind::Ddim, config: &sched, steps: size.steps };
-    let prompts = prompts(size.prompts);
-    let tok = &model.text[0].tokenizer;
+    let prompts: Vec<EvalPrompt> =
+        prompts(size.prompts).iter().map(|p| EvalPrompt::from_toybooth(p, class, TOKEN)).collect();
+    let bench = Bench {
+        judges: &judges,
+        class,
+        token: TOKEN,
+        prompts: &prompts,
+        centroid: &centroid,
+        images_per_prompt: size.images_per_prompt,
+        steps: size.steps,
+        seeds: &[0],
+        out,
+    };
     let methods: Vec<&str> = match &size.methods {
         Some(m) => m.iter().map(String::as_str).collect(),
         None => build::METHODS.iter().copied().filter(|m| *m != "cfg").collect(),
     };
     let mut results = vec![];
     for (mi, &method) in methods.iter().enumerate() {
-        let t0 = Instant::now();
-        let mut tally = Tally::default();
-        let mut files = vec![];
-        let mut cost = Cost::default();
-        let mut params = serde_json::Value::Null;
-        for (pi, p) in prompts.iter().enumerate() {
-            let concept = p.text(class, Some(TOKEN));
-            let sup = p.text(class, None);
-            let positions = (tok.find(&sup, class.word())?.unwrap_or(1), tok.find(&concept, TOKEN)?.unwrap_or(1));
-            let g = build::build(method, &params_for(method, positions), &setup)?;
-            params = g.params();
-            let mut by_kind = BTreeMap::new();
-            by_kind.insert(PromptKind::Concept, pipeline::encode_prompt(&model, &concept)?);
-            by_kind.insert(PromptKind::Superclass, pipeline::encode_prompt(&model, &sup)?);
-            let (imgs, c) =
-                pipeline::txt2img(&model, g.as_ref(), by_kind, size.images_per_prompt, 100 + pi as u64, size.steps)?;
-            cost = c;
-            let mut row = vec![];
-            for k in 0..tally.add(&judges, &imgs, class, &p.elements, &centroid)?.len() {
-                let f = format!("images/{}/{pi:02}_{k}.png", method.replace('+', "p"));
-                images::save_png(&out.join(&f), &images::to_rgb(&imgs.get(k)?)?)?;
-                row.push(f);
-            }
-            files.push(row);
-        }
-        let n = tally.recall.len().max(1) as f64;
-        let r = MethodResult {
-            method: method.to_string(),
-            params,
-            identity: tally.identity_mean(),
-            recall: tally.recall_mean(),
-            superclass: tally.superclass_rate(),
-            cost_per_image: cost,
-            seconds_per_image: t0.elapsed().as_secs_f64() / n,
-            images: files,
-        };
+        let r = judge_method(&model, &bench, method, method, &params_for(method))?;
         log(&format!(
             "2/3 [{}/{}] {method}: identity {:.3}, recall {:.3}, {} UNet rows/image, {:.2} s/image",
             mi + 1,
@@ -177,7 +148,7 @@ pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&st
         "token": TOKEN,
         "lora": trained.files[0].display().to_string(),
         "train_seconds": trained.seconds,
-        "prompts": prompts.iter().map(|p| p.text(class, Some(TOKEN))).collect::<Vec<_>>(),
+        "prompts": prompts.iter().map(|p| &p.concept).collect::<Vec<_>>(),
         "images_per_prompt": size.images_per_prompt,
         "sampling_steps": size.steps,
         "total_seconds": started.elapsed().as_secs_f64(),

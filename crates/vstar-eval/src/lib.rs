@@ -1,6 +1,7 @@
 //! vstar-eval: how results are judged - SSIM, the Toyland oracles as metrics (per-element
 //! recall, identity similarity), and `vstar toyland check`.
 
+pub mod bench;
 pub mod claims;
 pub mod demo;
 pub mod judges;

@@ -4,16 +4,15 @@
 //! Identity = cosine of the identity oracle's embedding to the run's training images'
 //! centroid; recall = share of each prompt's context elements the attribute oracle finds.
 
+use crate::bench::{judge_method, Bench, EvalPrompt};
 use crate::demo::prompts;
-use crate::judges::{centroid, Judges, Tally};
+use crate::demo::MethodResult;
+use crate::judges::{centroid, Judges};
 use candle_core::{Device, Error, Result, Tensor};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use vstar_diffusion::guidance::build::superclass_prompt;
-use vstar_diffusion::guidance::{Cfg, PromptKind};
-use vstar_diffusion::{images, pipeline};
+use vstar_diffusion::guidance::build::MethodParams;
+use vstar_diffusion::images;
 use vstar_nn::model::Model;
-use vstar_toyland::caption::Elements;
 use vstar_toyland::superclass::Superclass;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -38,9 +37,9 @@ pub struct Scores {
     pub superclass: f64,
 }
 
-impl From<&Tally> for Scores {
-    fn from(t: &Tally) -> Self {
-        Self { identity: t.identity_mean(), recall: t.recall_mean(), superclass: t.superclass_rate() }
+impl From<&MethodResult> for Scores {
+    fn from(r: &MethodResult) -> Self {
+        Self { identity: r.identity, recall: r.recall, superclass: r.superclass }
     }
 }
 
@@ -62,62 +61,27 @@ fn str_list(v: &serde_json::Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
-/// An evaluation prompt: with the placeholder, its clean form, and the elements asked.
-struct EvalPrompt {
-    concept: String,
-    clean: String,
-    elements: Elements,
-}
-
 /// The user's prompts (elements read from their wording), else ToyBooth's prompt set.
 fn eval_prompts(custom: &[String], token: &str, class: Superclass, n: usize) -> Result<Vec<EvalPrompt>> {
     if custom.is_empty() {
-        return Ok(prompts(n)
-            .iter()
-            .map(|p| EvalPrompt {
-                concept: p.text(class, Some(token)),
-                clean: p.text(class, None),
-                elements: p.elements,
-            })
-            .collect());
+        return Ok(prompts(n).iter().map(|p| EvalPrompt::from_toybooth(p, class, token)).collect());
     }
-    custom
-        .iter()
-        .map(|c| {
-            Ok(EvalPrompt { concept: c.clone(), clean: superclass_prompt(c, token)?, elements: Elements::parse(c) })
-        })
-        .collect()
+    custom.iter().map(|c| EvalPrompt::from_text(c, token)).collect()
 }
 
-/// Samples every prompt (with the placeholder when `tuned`, else clean) and judges the images.
-fn score(
-    model: &Model,
-    judges: &Judges,
-    class: Superclass,
-    prompts: &[EvalPrompt],
-    tuned: bool,
-    centroid: &Tensor,
-    size: &EvalSize,
-    log: &mut dyn FnMut(&str),
-) -> Result<Scores> {
-    let mut tally = Tally::default();
-    for (i, p) in prompts.iter().enumerate() {
-        let mut by_kind = BTreeMap::new();
-        let text = if tuned { &p.concept } else { &p.clean };
-        by_kind.insert(PromptKind::Concept, pipeline::encode_prompt(model, text)?);
-        let cfg = Cfg { scale: size.guidance };
-        let (imgs, _) = pipeline::txt2img(model, &cfg, by_kind, size.images_per_prompt, 100 + i as u64, size.steps)?;
-        tally.add(judges, &imgs, class, &p.elements, centroid)?;
-    }
-    let s = Scores::from(&tally);
+/// The base model on the clean prompts ("superclass" = CFG with the class word alone), or
+/// the fine-tuned one on the placeholder prompts ("concept").
+fn score(model: &Model, bench: &Bench, tuned: bool, guidance: f64, log: &mut dyn FnMut(&str)) -> Result<Scores> {
+    let (label, method) = if tuned { ("fine-tuned", "concept") } else { ("base", "superclass") };
+    let r = judge_method(model, bench, label, method, &MethodParams { guidance, ..Default::default() })?;
     log(&format!(
         "  {}: identity {:.3}, recall {:.3}, superclass {:.2}",
         if tuned { "fine-tuned, placeholder prompts" } else { "base model, class prompts" },
-        s.identity,
-        s.recall,
-        s.superclass
+        r.identity,
+        r.recall,
+        r.superclass
     ));
-    Ok(s)
+    Ok(Scores::from(&r))
 }
 
 /// Evaluates a run folder on `custom` prompts (with the placeholder) or, when empty,
@@ -159,16 +123,28 @@ pub fn run(
     let prompts = eval_prompts(custom, &token, class, size.prompts)?;
     let mut model = Model::load(&dir, &dev)?;
     log(&format!("{}: base model", run.display()));
-    let base = score(&model, &judges, class, &prompts, false, &subject, size, log)?;
     let files: Vec<PathBuf> = str_list(field(&rec, run, "files")?)
         .iter()
         .filter(|f| !f.ends_with(".a1111.safetensors"))
         .map(|f| run.join(f))
         .collect();
+    let eval_dir = run.join("eval");
+    let bench = Bench {
+        judges: &judges,
+        class,
+        token: &token,
+        prompts: &prompts,
+        centroid: &subject,
+        images_per_prompt: size.images_per_prompt,
+        steps: size.steps,
+        seeds: &[0],
+        out: &eval_dir,
+    };
+    let base = score(&model, &bench, false, size.guidance, log)?;
     for f in &files {
         vstar_nn::adapters::load_adapter(f, &mut model, 1.0)?;
     }
-    let tuned = score(&model, &judges, class, &prompts, true, &subject, size, log)?;
+    let tuned = score(&model, &bench, true, size.guidance, log)?;
     let out = serde_json::json!({
         "run": run.display().to_string(),
         "method": rec.get("method"),
