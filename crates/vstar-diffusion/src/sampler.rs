@@ -12,7 +12,7 @@ use vstar_nn::model::{Conditioning, Model};
 use vstar_nn::Ctx;
 
 /// UNet work per image: calls and batch rows (a CFG step is 1 call, 2 rows).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cost {
     pub unet_calls: usize,
     pub unet_rows: usize,

@@ -37,7 +37,7 @@ impl DemoSize {
 }
 
 /// One method's results over the prompt set.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MethodResult {
     pub method: String,
     pub params: serde_json::Value,

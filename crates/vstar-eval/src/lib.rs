@@ -8,5 +8,6 @@ pub mod judges;
 pub mod report;
 pub mod run_eval;
 pub mod ssim;
+pub mod sweep;
 pub mod token_scan;
 pub mod toyland_check;

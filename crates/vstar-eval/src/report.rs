@@ -12,7 +12,20 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Identity (x) vs recall (y), one labelled point per method.
+/// Indices of the points no other point beats on both axes (higher is better), by x.
+pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
+    let mut front: Vec<usize> = (0..points.len())
+        .filter(|&i| {
+            let (x, y) = points[i];
+            !points.iter().any(|&(a, b)| a >= x && b >= y && (a > x || b > y))
+        })
+        .collect();
+    front.sort_by(|&a, &b| points[a].0.total_cmp(&points[b].0));
+    front
+}
+
+/// Identity (x) vs recall (y), one labelled point per method (configuration), and each
+/// method's Pareto front across its configurations.
 fn scatter(results: &[MethodResult]) -> String {
     let (w, h, pad) = (520.0, 360.0, 50.0);
     let xs: Vec<f64> = results.iter().map(|r| r.identity).collect();
@@ -59,6 +72,17 @@ fn scatter(results: &[MethodResult]) -> String {
         pad - 4.0,
         pad + 10.0
     );
+    // Each method's Pareto front over its grid points (sweeps: `mixed_ws=3.5`, ...).
+    let mut groups: std::collections::BTreeMap<&str, Vec<&MethodResult>> = Default::default();
+    for r in results {
+        groups.entry(r.method.split('_').next().unwrap_or(&r.method)).or_default().push(r);
+    }
+    for g in groups.values().filter(|g| g.len() > 1) {
+        let pts: Vec<(f64, f64)> = g.iter().map(|r| (r.identity, r.recall)).collect();
+        let line: Vec<String> =
+            pareto_front(&pts).iter().map(|&i| format!("{:.1},{:.1}", px(pts[i].0), py(pts[i].1))).collect();
+        let _ = write!(s, r#"<polyline class="front" points="{}" fill="none" stroke="steelblue"/>"#, line.join(" "));
+    }
     for r in results {
         let (x, y) = (px(r.identity), py(r.recall));
         let _ = write!(
@@ -88,6 +112,25 @@ fn cells(r: &MethodResult) -> Vec<String> {
     ]
 }
 
+/// `vstar report DIR`: a sweep folder's finished cells as a report (missing cells named in
+/// the log and on the page); returns the page and the missing cell ids.
+pub fn report_dir(dir: &Path) -> Result<(PathBuf, Vec<String>)> {
+    let (mut about, results, missing) = crate::sweep::collect(dir)?;
+    if results.is_empty() {
+        return Err(Error::Msg(format!(
+            "{}: no finished cells yet (cells/*.json); run `vstar sweep` first",
+            dir.display()
+        )));
+    }
+    about["claims"] = serde_json::to_value(crate::claims::check(&results)).map_err(|e| Error::Msg(e.to_string()))?;
+    about["missing"] = serde_json::json!(missing);
+    about["results"] = serde_json::to_value(&results).map_err(|e| Error::Msg(e.to_string()))?;
+    let n: f64 =
+        results.iter().map(|r| r.seconds_per_image * r.images.iter().map(|row| row.len()).sum::<usize>() as f64).sum();
+    about["total_seconds"] = serde_json::json!(n);
+    Ok((write(dir, &about, &results)?, missing))
+}
+
 /// Writes results.json, results.csv and index.html into `dir`; returns the page's path.
 pub fn write(dir: &Path, summary: &serde_json::Value, results: &[MethodResult]) -> Result<PathBuf> {
     let json = serde_json::to_string_pretty(summary).map_err(|e| Error::Msg(e.to_string()))?;
@@ -102,6 +145,10 @@ pub fn write(dir: &Path, summary: &serde_json::Value, results: &[MethodResult]) 
     let _ = write!(h, "<h1>vstar report</h1><p>Model {}; subject {} (token <code>{}</code>); {} prompts x {} images, DDIM {} steps; total {:.0} s.</p>",
         esc(summary["model"].as_str().unwrap_or("")), esc(summary["subject"].as_str().unwrap_or("")), esc(summary["token"].as_str().unwrap_or("")),
         summary["prompts"].as_array().map_or(0, |a| a.len()), summary["images_per_prompt"], summary["sampling_steps"], summary["total_seconds"].as_f64().unwrap_or(0.0));
+    if let Some(m) = summary["missing"].as_array().filter(|m| !m.is_empty()) {
+        let ids: Vec<&str> = m.iter().filter_map(|v| v.as_str()).collect();
+        let _ = write!(h, "<p id=\"missing\"><b>{} cells not finished:</b> {}</p>", ids.len(), esc(&ids.join(", ")));
+    }
     h += "<h2>Subject fidelity vs text fidelity</h2>";
     h += &scatter(results);
     h += "<h2>Methods</h2><table id=\"methods\"><tr>";
@@ -142,4 +189,16 @@ pub fn write(dir: &Path, summary: &serde_json::Value, results: &[MethodResult]) 
     let page = dir.join("index.html");
     write_atomic(&page, h.as_bytes())?;
     Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pareto_front;
+
+    #[test]
+    fn pareto_front_keeps_the_undominated_points_by_x() {
+        let pts = [(0.5, 0.9), (0.6, 0.6), (0.4, 0.5), (0.9, 0.2), (0.6, 0.6), (0.55, 0.95)];
+        // (0.5, 0.9) loses to (0.55, 0.95); (0.4, 0.5) to several; the two (0.6, 0.6) tie.
+        assert_eq!(pareto_front(&pts), vec![5, 1, 4, 3]);
+    }
 }

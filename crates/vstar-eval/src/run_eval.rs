@@ -123,11 +123,7 @@ pub fn run(
     let prompts = eval_prompts(custom, &token, class, size.prompts)?;
     let mut model = Model::load(&dir, &dev)?;
     log(&format!("{}: base model", run.display()));
-    let files: Vec<PathBuf> = str_list(field(&rec, run, "files")?)
-        .iter()
-        .filter(|f| !f.ends_with(".a1111.safetensors"))
-        .map(|f| run.join(f))
-        .collect();
+    let files = vstar_nn::adapters::run_files(run)?;
     let eval_dir = run.join("eval");
     let bench = Bench {
         judges: &judges,

@@ -53,6 +53,21 @@ enum Command {
         #[arg(long)]
         prompt: Vec<String>,
     },
+    /// Methods x hyperparameter grids on one fine-tuned model, judged on Toyland; resumable
+    /// (finished cells are skipped) and shardable; writes the report when every cell is done.
+    Sweep {
+        spec: std::path::PathBuf,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Run only cells with index % N == I (e.g. 0/4).
+        #[arg(long)]
+        shard: Option<String>,
+        /// N shards, this one's index from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX.
+        #[arg(long)]
+        shards: Option<usize>,
+    },
+    /// The HTML report (Pareto fronts, image grids, costs, the papers' claims) of a sweep folder.
+    Report { dir: std::path::PathBuf },
     /// Image-Alchemy: base-model scene with the class word, segment + blur the subject, img2img
     /// with the LoRA and the placeholder prompt (every stage saved).
     Alchemy(alchemy::AlchemyArgs),
@@ -135,6 +150,36 @@ fn eval(
     Ok(())
 }
 
+fn sweep(
+    spec: &std::path::Path,
+    out: &std::path::Path,
+    shard: Option<&str>,
+    shards: Option<usize>,
+) -> anyhow::Result<()> {
+    let shard = vstar_eval::sweep::Shard::parse(shard, shards)?;
+    let (ran, skipped) = vstar_eval::sweep::run(spec, out, shard, &mut |l| eprintln!("{l}"))?;
+    eprintln!("shard {}/{}: {ran} cells run, {skipped} already done", shard.index, shard.count);
+    let (_, _, missing) = vstar_eval::sweep::collect(out)?;
+    if missing.is_empty() {
+        return report(out);
+    }
+    eprintln!(
+        "{} cells still missing (other shards?); `vstar report {}` renders what is done",
+        missing.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn report(dir: &std::path::Path) -> anyhow::Result<()> {
+    let (page, missing) = vstar_eval::report::report_dir(dir)?;
+    if !missing.is_empty() {
+        eprintln!("warning: {} cells not finished: {}", missing.len(), missing.join(", "));
+    }
+    println!("{}", page.display());
+    Ok(())
+}
+
 fn main() {
     vstar_nn::alloc::keep_freed_memory();
     let cli = Cli::parse();
@@ -143,6 +188,8 @@ fn main() {
         Command::Eval { run, model, prompts, images_per_prompt, prompt } => {
             eval(&run, model.as_deref(), prompts, images_per_prompt, &prompt)
         }
+        Command::Sweep { spec, out, shard, shards } => sweep(&spec, &out, shard.as_deref(), shards),
+        Command::Report { dir } => report(&dir),
         Command::Sample(args) => sample::run(args),
         Command::Alchemy(args) => alchemy::run(args),
         Command::Train(args) => train::run(args),

@@ -86,6 +86,40 @@ fn pretrain_smoke_then_sample_train_and_check() {
         vstar(&["eval", out.to_str().unwrap(), "--model", m, "--prompts", "1", "--images-per-prompt", "1"]);
     assert!(ok, "{err}");
     assert!(stdout.contains("| lora | 2 |") && out.join("eval.json").exists(), "{stdout}");
+    // A sweep in two shards: 3 cells; the second shard finishes it and writes the report; a
+    // rerun skips every cell; a bad spec names the key and its line.
+    let spec = dir.join("sweep.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "adapter = {:?}\nprompts = 1\nimages_per_prompt = 1\nsteps = 2\n[[method]]\nname = \"concept\"\nguidance = 5.0\n\
+             [[method]]\nname = \"pg\"\nomega = [0.0, 1.0]\n",
+            out.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let sw = dir.join("sweep");
+    let sweep = |extra: &[&str]| {
+        let mut a = vec!["sweep", spec.to_str().unwrap(), "--out", sw.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        vstar(&a)
+    };
+    let (ok, _, err) = sweep(&["--shard", "0/2"]);
+    assert!(ok && err.contains("2 cells run") && err.contains("1 cells still missing"), "{err}");
+    let (ok, stdout, err) = sweep(&["--shard", "1/2"]);
+    assert!(ok && stdout.trim().ends_with("index.html"), "{err}");
+    let page = std::fs::read_to_string(sw.join("index.html")).unwrap();
+    assert!(page.contains("pg_omega=0") && page.contains("pg_omega=1") && page.contains("class=\"front\""));
+    let (ok, _, err) = sweep(&[]);
+    assert!(ok && err.contains("0 cells run, 3 already done"), "{err}");
+    std::fs::write(
+        &spec,
+        format!("adapter = {:?}\nsteps = 2\n[[method]]\nname = \"pg\"\nomgea = [0.0]\n", out.to_str().unwrap()),
+    )
+    .unwrap();
+    let (ok, _, err) = sweep(&[]);
+    assert!(!ok && err.contains("sweep.toml:5") && err.contains("omgea"), "{err}");
+
     let ti = dir.join("ti");
     let (ok, stdout, err) = vstar(&[
         "train",

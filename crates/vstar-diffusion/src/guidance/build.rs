@@ -89,6 +89,43 @@ impl Default for MethodParams {
     }
 }
 
+/// The numeric parameters a sweep may set by name (the CLI flag without `--`, `-` as `_`).
+pub const NUMERIC_PARAMS: [&str; 11] =
+    ["guidance", "ws", "wc", "t_sw", "omega", "ag_scale", "q", "r", "w_ref", "refine_repeats", "sag_scale"];
+
+impl MethodParams {
+    /// Sets a numeric parameter by name; counts (t_sw, refine_repeats) must be whole numbers.
+    pub fn set(&mut self, name: &str, v: f64) -> Result<()> {
+        let count = |v: f64| -> Result<usize> {
+            if v >= 0.0 && v.fract() == 0.0 {
+                Ok(v as usize)
+            } else {
+                Err(Error::Msg(format!("`{name}` must be a whole number, got {v}")))
+            }
+        };
+        match name {
+            "guidance" => self.guidance = v,
+            "ws" => self.ws = v,
+            "wc" => self.wc = v,
+            "t_sw" => self.t_sw = count(v)?,
+            "omega" => self.omega = v,
+            "ag_scale" => self.ag_scale = v,
+            "q" => self.q = v,
+            "r" => self.r = v,
+            "w_ref" => self.w_ref = v,
+            "refine_repeats" => self.refine_repeats = count(v)?,
+            "sag_scale" => self.sag_scale = v,
+            _ => {
+                return Err(Error::Msg(format!(
+                    "unknown method parameter `{name}`; valid: {}",
+                    NUMERIC_PARAMS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn build(name: &str, p: &MethodParams, sampler: &SamplerSetup) -> Result<Box<dyn Guidance>> {
     if !p.allow_extrapolation && !(0.0..=1.0).contains(&p.omega) {
         return Err(Error::Msg(format!(
@@ -211,6 +248,17 @@ mod tests {
         let euler = SamplerSetup { kind: SchedulerKind::Euler, config: &c, steps: 10 };
         assert!(build("cfg++", &p, &euler).err().unwrap().to_string().contains("DDIM scheduler only"));
         assert!(build("cfg++", &MethodParams::default(), &ddim(&c)).err().unwrap().to_string().contains("in [0, 1]"));
+    }
+
+    #[test]
+    fn parameters_set_by_name() {
+        let mut p = MethodParams::default();
+        for n in NUMERIC_PARAMS {
+            p.set(n, 3.0).unwrap();
+        }
+        assert_eq!((p.ws, p.t_sw, p.omega, p.refine_repeats), (3.0, 3, 3.0, 3));
+        assert!(p.set("t_sw", 2.5).unwrap_err().to_string().contains("whole number"));
+        assert!(p.set("magic", 1.0).unwrap_err().to_string().contains("valid: guidance, ws"));
     }
 
     #[test]

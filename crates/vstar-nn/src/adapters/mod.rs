@@ -28,6 +28,44 @@ pub fn write_safetensors(
     std::fs::rename(&tmp, path).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
 }
 
+/// The adapter files of a `vstar train` output folder, as its vstar.json lists them (the A1111
+/// copy of an embedding skipped: the diffusers file holds the same rows).
+pub fn run_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let rec = dir.join("vstar.json");
+    let text = std::fs::read_to_string(&rec).map_err(|_| {
+        Error::Msg(format!("{}: a folder adapter must be a `vstar train` output with its vstar.json", dir.display()))
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::Msg(format!("{}: {e}", rec.display())))?;
+    let files: Vec<std::path::PathBuf> = v["files"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str())
+                .filter(|f| !f.ends_with(".a1111.safetensors"))
+                .map(|f| dir.join(f))
+                .collect()
+        })
+        .unwrap_or_default();
+    if files.is_empty() {
+        return Err(Error::Msg(format!("{}: lists no adapter files", rec.display())));
+    }
+    Ok(files)
+}
+
+/// Folders expanded into their run files; files kept as they are.
+pub fn expand(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = vec![];
+    for p in paths {
+        if p.is_dir() {
+            out.extend(run_files(p)?);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// What a file turned out to be, for logs and sidecars.
 pub fn load_adapter(path: &Path, model: &mut Model, multiplier: f64) -> Result<String> {
     let st = unsafe { MmapedSafetensors::new(path) }
