@@ -33,6 +33,11 @@ pub struct TrainSpec {
     pub steps: usize,
     pub lr: f64,
     pub rank: usize,
+    /// LoRA alpha (None = rank), target suffixes (None = all attention projections), and
+    /// whether the text encoder gets LoRA too.
+    pub alpha: Option<f64>,
+    pub targets: Option<Vec<String>>,
+    pub text_encoder: bool,
     /// Textual-inversion vectors for `ti`.
     pub vectors: usize,
     pub batch: usize,
@@ -58,6 +63,9 @@ impl TrainSpec {
             steps: 400,
             lr: 1e-4,
             rank: 4,
+            alpha: None,
+            targets: None,
+            text_encoder: false,
             vectors: 1,
             batch: 1,
             seed: 0,
@@ -82,6 +90,9 @@ impl TrainSpec {
             token: self.token.clone(),
             class: self.class.clone(),
             rank: self.rank,
+            alpha: self.alpha,
+            targets: self.targets.clone(),
+            text_encoder: self.text_encoder,
             vectors: self.vectors,
         }
     }
@@ -105,6 +116,15 @@ impl TrainSpec {
         }
         if self.rank == 0 || self.rank > 1024 {
             return bad(format!("--rank {}: must be in 1..=1024", self.rank));
+        }
+        if self.alpha.is_some_and(|a| !(a > 0.0 && a.is_finite())) {
+            return bad("--alpha must be a positive number".into());
+        }
+        if self.text_encoder && !matches!(self.method.as_str(), "lora" | "lora-ti") {
+            return bad(format!(
+                "--train-text-encoder: only lora and lora-ti train text-encoder LoRA, not {}",
+                self.method
+            ));
         }
         if self.vectors == 0 || self.vectors > 16 {
             return bad(format!("--vectors {}: must be in 1..=16", self.vectors));
@@ -172,15 +192,19 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
     let subject = SubjectImages::load(&spec.images, model, side)?;
     log(&format!("{} images from {}", subject.len(), spec.images.display()));
     std::fs::create_dir_all(&spec.out).map_err(|e| Error::Msg(format!("--out {}: {e}", spec.out.display())))?;
-    // Class images come from the base model: before any trainable delta is attached.
+    let encode = |model: &Model, p: &str| -> Result<Tensor> { Ok(model.encode(&[p], (side, side), None)?.context) };
+    // Class images and PALP's pretrained-branch prompts come from the base model: before any
+    // trainable delta or token is attached.
     let class = if spec.prior_images > 0 {
         let dir = spec.class_images.clone().unwrap_or_else(|| spec.out.join("class_images"));
         let dir = prior::ensure_class_images(model, &spec.class, spec.prior_images, &dir, spec.seed + 10_000, log)?;
-        let imgs = SubjectImages::load(&dir, model, side)?;
-        let ctx = model.encode(&[prior::class_prompt(&spec.class).as_str()], (side, side), None)?.context;
-        Some((imgs, ctx))
+        Some(SubjectImages::load(&dir, model, side)?)
     } else {
         None
+    };
+    let palp_w0 = match &spec.palp {
+        Some(p) => Some((encode(model, "")?, encode(model, &superclass_prompt(&p.target, &spec.token)?)?)),
+        None => None,
     };
     let sched: SchedulerConfig = serde_json::from_value(model.scheduler_config.clone())
         .map_err(|e| Error::Msg(format!("scheduler config: {e}")))?;
@@ -188,12 +212,19 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
     let trainable = Trainable::attach(model, &set, spec.seed)?;
     let model: &Model = model;
     let prompt = spec.instance_prompt();
-    let encode = |p: &str| -> Result<Tensor> { Ok(model.encode(&[p], (side, side), None)?.context) };
-    // Without learned tokens the instance prompt's encoding is constant.
-    let fixed_context = if trainable.tokens.is_none() { Some(encode(&prompt)?) } else { None };
-    let palp_contexts = match &spec.palp {
-        Some(p) => Some((encode("")?, encode(&superclass_prompt(&p.target, &spec.token)?)?)),
-        None => None,
+    let class_prompt = prior::class_prompt(&spec.class);
+    // Prompts through the fine-tuned text encoder: encoded once unless its output trains.
+    let fixed = |p: &str| -> Result<Option<Tensor>> {
+        if trainable.trains_text() {
+            Ok(None)
+        } else {
+            Ok(Some(encode(model, p)?))
+        }
+    };
+    let (fixed_context, fixed_class, fixed_null) = (fixed(&prompt)?, fixed(&class_prompt)?, fixed("")?);
+    let current = |fixed: &Option<Tensor>, p: &str| match fixed {
+        Some(c) => Ok(c.clone()),
+        None => encode(model, p),
     };
     let config = RunConfig {
         name: "train".into(),
@@ -210,10 +241,7 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
     run.train(log, |step| {
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ (step as u64).wrapping_mul(0x9E37_79B9));
         let mut noise = NoiseSource::new(rng.random());
-        let context = match &fixed_context {
-            Some(c) => c.clone(),
-            None => encode(&prompt)?,
-        };
+        let context = current(&fixed_context, &prompt)?;
         let z = draw(&subject, model, &mut rng, &mut noise, b)?;
         let t = timesteps(&mut rng, &denoise, b);
         let eps = noise.randn(z.shape(), &model.device)?;
@@ -232,7 +260,8 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
                 let loss = denoise.loss(&pred, &target, &t)?;
                 (pred, loss)
             }
-            Some((imgs, class_ctx)) => {
+            Some(imgs) => {
+                let class_ctx = current(&fixed_class, &class_prompt)?;
                 let zc = draw(imgs, model, &mut rng, &mut noise, b)?;
                 let tc = timesteps(&mut rng, &denoise, b);
                 let (xc, target_c) = denoise.noisy_and_target(&zc, &noise.randn(zc.shape(), &model.device)?, &tc)?;
@@ -252,14 +281,15 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
                 (pred, loss)
             }
         };
-        if let (Some(p), Some((null_ctx, clean_ctx))) = (&spec.palp, &palp_contexts) {
+        if let (Some(p), Some((null_w0, clean_w0))) = (&spec.palp, &palp_w0) {
+            let null_w1 = current(&fixed_null, "")?.detach();
             let x0_hat = denoise.x0_estimate(&xt, &pred, &t)?;
             let t_prime = timesteps(&mut rng, &denoise, b);
             let n = if p.same_noise { eps.clone() } else { noise.randn(z.shape(), &model.device)? };
             let x_tp = palp::renoise(&denoise, &x0_hat, &n, &t_prime)?;
             let rows = |c: &Tensor| c.repeat((b, 1, 1));
             let ctx =
-                Tensor::cat(&[&rows(null_ctx)?, &rows(clean_ctx)?, &rows(null_ctx)?, &rows(&context.detach())?], 0)?;
+                Tensor::cat(&[&rows(null_w0)?, &rows(clean_w0)?, &rows(&null_w1)?, &rows(&context.detach())?], 0)?;
             let scale: Vec<f32> = [0f32, 0., 1., 1.].iter().flat_map(|&s| std::iter::repeat_n(s, b)).collect();
             let mut ctx_rows = Ctx::new(Some(Tensor::from_vec(scale, 4 * b, &model.device)?), None);
             let tp4: Vec<usize> = (0..4).flat_map(|_| t_prime.iter().copied()).collect();

@@ -66,10 +66,11 @@ fn max_abs(t: &Tensor) -> f32 {
 fn every_method_trains_every_parameter_and_its_files_load_back() {
     let dir = tmp("methods");
     let img = images(&dir.join("img"));
-    for method in vstar_train::params::METHODS {
-        let out = dir.join(method);
+    let cases = vstar_train::params::METHODS.iter().map(|m| (*m, false)).chain([("lora", true), ("lora-ti", true)]);
+    for (method, text_encoder) in cases {
+        let out = dir.join(format!("{method}-{text_encoder}"));
         let mut model = load();
-        let s = spec(&img, &out, method, 2);
+        let s = TrainSpec { text_encoder, ..spec(&img, &out, method, 2) };
         let done = train(&mut model, &s, &mut |_| {}).unwrap();
         // Every checkpointed tensor differs from its start (zero deltas, shifts and LoRA B;
         // token rows start at the class word's row): its gradient arrived.
@@ -79,6 +80,7 @@ fn every_method_trains_every_parameter_and_its_files_load_back() {
         };
         let trained = Checkpoint::load_latest(&out.join("checkpoints"), &Device::Cpu).unwrap().unwrap().tensors;
         assert!(!fresh.is_empty());
+        assert_eq!(text_encoder, fresh.iter().any(|(n, _, _)| n.starts_with("text_encoder.")), "{method}");
         for (name, var, _) in &fresh {
             let t = trained.get(&format!("var/{name}")).unwrap_or_else(|| panic!("{method}: {name} not checkpointed"));
             let moved = max_abs(&(t - var.as_tensor()).unwrap());
@@ -199,6 +201,8 @@ fn bad_input_is_a_clear_error() {
     assert!(with(&|s| s.token = "two words".into()).contains("--token"));
     assert!(with(&|s| s.rank = 0).contains("--rank"));
     assert!(with(&|s| s.prior_weight = -1.0).contains("--prior-weight"));
+    assert!(with(&|s| (s.method, s.text_encoder) = ("svdiff".into(), true)).contains("--train-text-encoder"));
+    assert!(with(&|s| s.alpha = Some(0.0)).contains("--alpha"));
     // Textual inversion needs a token the vocabulary does not have.
     assert!(
         with(&|s| (s.method, s.token) = ("ti".into(), "today".into())).contains("already a word of this vocabulary")

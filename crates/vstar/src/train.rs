@@ -33,6 +33,16 @@ pub struct TrainArgs {
     /// LoRA rank (lora, lora-ti).
     #[arg(long, default_value_t = 4)]
     rank: usize,
+    /// LoRA alpha (default: the rank, i.e. scale 1).
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// LoRA target layers, comma-separated suffixes (default: attn1/attn2 to_q, to_k, to_v,
+    /// to_out.0; e.g. attn2.to_k,attn2.to_v).
+    #[arg(long, value_delimiter = ',')]
+    targets: Option<Vec<String>>,
+    /// Also train LoRA on the text encoder's attention projections (lora, lora-ti).
+    #[arg(long)]
+    train_text_encoder: bool,
     /// Textual-inversion vectors (ti).
     #[arg(long, default_value_t = 1)]
     vectors: usize,
@@ -105,6 +115,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         steps: a.steps,
         lr: a.lr,
         rank: a.rank,
+        alpha: a.alpha,
+        targets: a.targets,
+        text_encoder: a.train_text_encoder,
         vectors: a.vectors,
         batch: a.batch,
         seed: a.seed,

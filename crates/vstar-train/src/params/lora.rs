@@ -21,18 +21,23 @@ pub const DEFAULT_TARGETS: [&str; 8] = [
     "attn2.to_out.0",
 ];
 
+/// Text-encoder projections LoRA adapts when the text encoder is trained (diffusers' script).
+pub const TEXT_TARGETS: [&str; 4] = ["q_proj", "k_proj", "v_proj", "out_proj"];
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoraConfig {
     pub rank: usize,
     pub alpha: f64,
-    /// Layer-name suffixes to adapt.
+    /// UNet layer-name suffixes to adapt.
     pub targets: Vec<String>,
+    /// Also adapt the (first) text encoder's attention projections.
+    pub text_encoder: bool,
 }
 
 pub struct LoraSet {
     pub config: LoraConfig,
-    /// (UNet layer name, down (r, in), up (out, r)).
-    pub layers: Vec<(String, Var, Var)>,
+    /// (tower: 0 UNet, 1 text encoder; layer name; down (r, in); up (out, r)).
+    pub layers: Vec<(usize, String, Var, Var)>,
 }
 
 impl LoraSet {
@@ -42,24 +47,31 @@ impl LoraSet {
         }
         let mut noise = NoiseSource::new(seed);
         let mut layers = vec![];
-        for (name, i, o) in model.unet.slots.names() {
-            if !config.targets.iter().any(|t| name.ends_with(t.as_str())) {
-                continue;
-            }
-            let r = config.rank.min(i).min(o);
-            // kaiming_uniform(a=sqrt(5)) on (r, in) is U(-1/sqrt(in), 1/sqrt(in)): std 1/sqrt(3 in).
-            let down =
-                Var::from_tensor(&noise.randn((r, i), &model.device)?.affine(1.0 / (3.0 * i as f64).sqrt(), 0.0)?)?;
-            let up = Var::zeros((o, r), DType::F32, &model.device)?;
-            let delta = Delta::Lora {
-                down: down.as_tensor().clone(),
-                up: up.as_tensor().clone(),
-                scale: config.alpha / r as f64,
-            };
-            model.unet.slots.push(&name, delta)?;
-            layers.push((name, down, up));
+        let text: Vec<String> = TEXT_TARGETS.map(String::from).to_vec();
+        let mut towers = vec![(0, &model.unet.slots, &config.targets)];
+        if config.text_encoder {
+            towers.push((1, &model.text[0].encoder.slots, &text));
         }
-        if layers.is_empty() {
+        for (tower, slots, targets) in towers {
+            for (name, i, o) in slots.names() {
+                if !targets.iter().any(|t| name.ends_with(t.as_str())) {
+                    continue;
+                }
+                let r = config.rank.min(i).min(o);
+                // kaiming_uniform(a=sqrt(5)) on (r, in) is U(-1/sqrt(in), 1/sqrt(in)): std 1/sqrt(3 in).
+                let down =
+                    Var::from_tensor(&noise.randn((r, i), &model.device)?.affine(1.0 / (3.0 * i as f64).sqrt(), 0.0)?)?;
+                let up = Var::zeros((o, r), DType::F32, &model.device)?;
+                let delta = Delta::Lora {
+                    down: down.as_tensor().clone(),
+                    up: up.as_tensor().clone(),
+                    scale: config.alpha / r as f64,
+                };
+                slots.push(&name, delta)?;
+                layers.push((tower, name, down, up));
+            }
+        }
+        if !layers.iter().any(|l| l.0 == 0) {
             candle_core::bail!("no UNet layer matches the LoRA targets {:?}", config.targets);
         }
         Ok(Self { config, layers })
@@ -69,7 +81,10 @@ impl LoraSet {
     pub fn vars(&self) -> Vec<(String, Var, f64)> {
         self.layers
             .iter()
-            .flat_map(|(n, d, u)| [(format!("{n}.down"), d.clone(), 1.0), (format!("{n}.up"), u.clone(), 1.0)])
+            .flat_map(|(t, n, d, u)| {
+                let n = if *t == 0 { n.clone() } else { format!("text_encoder.{n}") };
+                [(format!("{n}.down"), d.clone(), 1.0), (format!("{n}.up"), u.clone(), 1.0)]
+            })
             .collect()
     }
 
@@ -77,8 +92,8 @@ impl LoraSet {
         let layers: Vec<LoraLayer> = self
             .layers
             .iter()
-            .map(|(n, d, u)| LoraLayer {
-                tower: 0,
+            .map(|(t, n, d, u)| LoraLayer {
+                tower: *t,
                 layer: n.clone(),
                 down: d.as_tensor().detach(),
                 up: u.as_tensor().detach(),

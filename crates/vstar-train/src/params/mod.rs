@@ -25,6 +25,12 @@ pub struct SetSpec {
     pub token: String,
     pub class: String,
     pub rank: usize,
+    /// LoRA alpha (None = the rank: scale 1).
+    pub alpha: Option<f64>,
+    /// LoRA target suffixes (None = every attention projection).
+    pub targets: Option<Vec<String>>,
+    /// LoRA on the text encoder too.
+    pub text_encoder: bool,
     /// Textual-inversion vectors (ti); lora-ti uses 2 and custom 1, as their papers do.
     pub vectors: usize,
 }
@@ -47,8 +53,9 @@ pub struct Trainable {
 impl Trainable {
     pub fn attach(model: &mut Model, spec: &SetSpec, seed: u64) -> Result<Self> {
         let lora = |model: &Model, rank: usize| {
-            let targets = DEFAULT_TARGETS.map(String::from).to_vec();
-            LoraSet::attach(model, LoraConfig { rank, alpha: rank as f64, targets }, seed)
+            let targets = spec.targets.clone().unwrap_or_else(|| DEFAULT_TARGETS.map(String::from).to_vec());
+            let alpha = spec.alpha.unwrap_or(rank as f64);
+            LoraSet::attach(model, LoraConfig { rank, alpha, targets, text_encoder: spec.text_encoder }, seed)
         };
         let tokens = |model: &mut Model, n: usize| TokenSet::attach(model, &spec.token, &spec.class, n);
         let mut t = Trainable::default();
@@ -79,6 +86,11 @@ impl Trainable {
         v.extend(self.dense.iter().flat_map(|s| s.vars()));
         v.extend(self.spectral.iter().flat_map(|s| s.vars()));
         v
+    }
+
+    /// Does the text encoder's output change during training (learned rows or text LoRA)?
+    pub fn trains_text(&self) -> bool {
+        self.tokens.is_some() || self.lora.as_ref().is_some_and(|l| l.config.text_encoder)
     }
 
     /// Writes every part's file into `out`; returns them, the main adapter first.
