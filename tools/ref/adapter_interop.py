@@ -47,7 +47,10 @@ def load_dreambooth(pipe, path):
 
 
 def load_custom(pipe, run):
-    pipe.unet.load_attn_procs(str(run), weight_name="pytorch_custom_diffusion_weights.safetensors")
+    # unet.load_attn_procs parses the file but (diffusers 0.42) only installs the processors
+    # when called with a _pipeline; install them over the current ones, as it would.
+    procs = pipe.unet._process_custom_diffusion(load_file(run / "pytorch_custom_diffusion_weights.safetensors"))
+    pipe.unet.set_attn_processor({**pipe.unet.attn_processors, **procs})
     pipe.load_textual_inversion(str(run / "learned_embeds.safetensors"))
 
 
