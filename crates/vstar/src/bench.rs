@@ -1,5 +1,7 @@
 //! `vstar bench`: UNet forward time per call at batch 2 for fixed configs (random weights,
-//! fixed seed), the same configs tools/ref/bench_unet.py times in diffusers/PyTorch.
+//! fixed seed), the same configs tools/ref/bench_unet.py times in diffusers/PyTorch; and a
+//! LoRA training step (rank 4 on every attention projection, AdamW) on the Toyland UNet at
+//! batch 1 and 4, which tools/ref/bench_lora_step.py times in diffusers + peft.
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
@@ -37,6 +39,52 @@ fn configs() -> Vec<(&'static str, serde_json::Value, usize, usize)> {
     ]
 }
 
+/// Random weights for `cfg`, rebuilt from plain tensors (no Vars), as a loaded model is.
+fn frozen_unet(cfg: &UNetConfig, dev: &Device) -> Result<(UNet, usize)> {
+    let vm = VarMap::new();
+    UNet::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, dev))?;
+    let params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
+    let frozen: std::collections::HashMap<String, Tensor> =
+        vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    Ok((UNet::new(cfg, VarBuilder::from_tensors(frozen, DType::F32, dev))?, params))
+}
+
+/// Seconds per LoRA training step (forward, MSE loss, backward, AdamW) at `batch`.
+fn lora_step(iters: usize, batch: usize) -> Result<f64> {
+    let dev = Device::Cpu;
+    let cfg: UNetConfig = serde_json::from_value(vstar_toyland::pretrain::unet_config())?;
+    let (unet, _) = frozen_unet(&cfg, &dev)?;
+    let targets = vstar_train::params::lora::DEFAULT_TARGETS.map(String::from).to_vec();
+    let config = vstar_train::params::lora::LoraConfig { rank: 4, alpha: 4.0, targets, text_encoder: false };
+    let lora = vstar_train::params::lora::LoraSet::attach_to(&unet.slots, None, config, 0, &dev)?;
+    let vars = lora.vars().into_iter().map(|(_, v, m)| (v, m)).collect();
+    let mut opt =
+        vstar_train::optim::AdamW::new(vars, vstar_train::optim::AdamWConfig { lr: 1e-4, ..Default::default() })?;
+    let side = cfg.sample_size.unwrap_or(8);
+    let x = Tensor::randn(0f32, 1.0, (batch, 4, side, side), &dev)?;
+    let target = Tensor::randn(0f32, 1.0, (batch, 4, side, side), &dev)?;
+    let c = Tensor::randn(
+        0f32,
+        1.0,
+        (batch, vstar_toyland::pretrain::CONTEXT, cfg.blocks()?[0].cross_attention_dim),
+        &dev,
+    )?;
+    let t = Tensor::new(&vec![500f32; batch][..], &dev)?;
+    let mut step = || -> Result<()> {
+        let loss = (unet.forward(&x, &t, &c, None, &mut Ctx::default())? - &target)?.sqr()?.mean_all()?;
+        opt.step(&loss.backward()?)?;
+        Ok(())
+    };
+    for _ in 0..2 {
+        step()?;
+    }
+    let start = Instant::now();
+    for _ in 0..iters {
+        step()?;
+    }
+    Ok(start.elapsed().as_secs_f64() / iters as f64)
+}
+
 pub fn run(iters: usize) -> Result<()> {
     let dev = Device::Cpu;
     println!(
@@ -45,17 +93,10 @@ pub fn run(iters: usize) -> Result<()> {
     );
     for (name, cfg, side, ctx_len) in configs() {
         let cfg: UNetConfig = serde_json::from_value(cfg)?;
-        let vm = VarMap::new();
-        // Initialise random weights once, then rebuild from plain tensors (no Vars) so the
-        // forward takes the inference paths, as a loaded model does.
-        UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
-        let params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
+        let (unet, params) = frozen_unet(&cfg, &dev)?;
         let x = Tensor::randn(0f32, 1.0, (2, 4, side, side), &dev)?;
         let c = Tensor::randn(0f32, 1.0, (2, ctx_len, cfg.blocks()?[0].cross_attention_dim), &dev)?;
         let t = Tensor::new(&[500f32], &dev)?;
-        let frozen: std::collections::HashMap<String, Tensor> =
-            vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
-        let unet = UNet::new(&cfg, VarBuilder::from_tensors(frozen, DType::F32, &dev))?;
         for _ in 0..2 {
             unet.forward(&x, &t, &c, None, &mut Ctx::default())?;
         }
@@ -65,6 +106,10 @@ pub fn run(iters: usize) -> Result<()> {
         }
         let ms = start.elapsed().as_secs_f64() * 1000.0 / iters as f64;
         println!("  {name}: {:.2} M params, {ms:.1} ms per call", params as f64 / 1e6);
+    }
+    println!("LoRA training step on the Toyland UNet (rank 4, attention q/k/v/out, AdamW), mean of {iters} after 2");
+    for batch in [1, 4] {
+        println!("  batch {batch}: {:.1} ms per step", lora_step(iters, batch)? * 1000.0);
     }
     Ok(())
 }

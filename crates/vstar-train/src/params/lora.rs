@@ -2,11 +2,11 @@
 //! projections through `Slots` (dW = alpha/r * B A, A seeded like PEFT's kaiming-uniform
 //! spread, B zero so training starts at the base model), and their export.
 
-use candle_core::{DType, Result, Var};
+use candle_core::{DType, Device, Result, Var};
 use std::path::Path;
 use vstar_diffusion::noise::NoiseSource;
 use vstar_nn::adapters::lora::{save_lora, LoraFormat, LoraLayer};
-use vstar_nn::layers::Delta;
+use vstar_nn::layers::{Delta, Slots};
 use vstar_nn::model::Model;
 
 /// Attention projections LoRA adapts by default (diffusers' train_dreambooth_lora targets).
@@ -42,15 +42,27 @@ pub struct LoraSet {
 
 impl LoraSet {
     pub fn attach(model: &Model, config: LoraConfig, seed: u64) -> Result<Self> {
+        let text = config.text_encoder.then_some(&model.text[0].encoder.slots);
+        Self::attach_to(&model.unet.slots, text, config, seed, &model.device)
+    }
+
+    /// On a UNet's (and optionally a text encoder's) adapted layers.
+    pub fn attach_to(
+        unet: &Slots,
+        text_slots: Option<&Slots>,
+        config: LoraConfig,
+        seed: u64,
+        dev: &Device,
+    ) -> Result<Self> {
         if config.rank == 0 {
             candle_core::bail!("--rank must be at least 1");
         }
         let mut noise = NoiseSource::new(seed);
         let mut layers = vec![];
         let text: Vec<String> = TEXT_TARGETS.map(String::from).to_vec();
-        let mut towers = vec![(0, &model.unet.slots, &config.targets)];
-        if config.text_encoder {
-            towers.push((1, &model.text[0].encoder.slots, &text));
+        let mut towers = vec![(0, unet, &config.targets)];
+        if let Some(t) = text_slots {
+            towers.push((1, t, &text));
         }
         for (tower, slots, targets) in towers {
             for (name, i, o) in slots.names() {
@@ -59,9 +71,8 @@ impl LoraSet {
                 }
                 let r = config.rank.min(i).min(o);
                 // kaiming_uniform(a=sqrt(5)) on (r, in) is U(-1/sqrt(in), 1/sqrt(in)): std 1/sqrt(3 in).
-                let down =
-                    Var::from_tensor(&noise.randn((r, i), &model.device)?.affine(1.0 / (3.0 * i as f64).sqrt(), 0.0)?)?;
-                let up = Var::zeros((o, r), DType::F32, &model.device)?;
+                let down = Var::from_tensor(&noise.randn((r, i), dev)?.affine(1.0 / (3.0 * i as f64).sqrt(), 0.0)?)?;
+                let up = Var::zeros((o, r), DType::F32, dev)?;
                 let delta = Delta::Lora {
                     down: down.as_tensor().clone(),
                     up: up.as_tensor().clone(),
