@@ -2,7 +2,7 @@
 # Issue 4's Toyland tables, reproducible with one command (seeded; ~20-30 min on 2 cores):
 #   1. every personalization method on ToyBooth subject dog_a: identity and prompt-element
 #      recall of its placeholder prompts vs the base model's class prompts (`vstar eval`);
-#   2. DreamBooth-LoRA at 4 step counts (the identity / recall trade-off);
+#   2. DreamBooth-LoRA at 100, 200, 400 and 800 steps (the identity / recall trade-off);
 #   3. PALP vs LoRA+TI on one complex target prompt, same seeds (`vstar eval --prompt`).
 # Usage: tools/toyland/methods.sh [OUT] (default out/methods). Needs the pretrained Toyland
 # (assets/toyland, or VSTAR_TOYLAND=DIR).
@@ -42,9 +42,9 @@ train lora-prior lora immen 400 5e-4 --prior-images 8
 echo "## Every method on dog_a"
 table lora ti lora-ti dreambooth svdiff custom lora-prior
 
-for s in 50 100 200 800; do train "lora-$s" lora immen "$s" 5e-4; done
+for s in 100 200 800; do train "lora-$s" lora immen "$s" 5e-4; done
 echo "## DreamBooth-LoRA: steps"
-table lora-50 lora-100 lora-200 lora lora-800
+table lora-100 lora-200 lora lora-800
 
 TARGET="a watercolor painting of <immen> dog wearing a santa hat in the desert"
 train palp lora-ti "<immen>" 400 5e-4 --palp "$TARGET"

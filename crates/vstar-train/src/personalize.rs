@@ -179,6 +179,13 @@ fn t_tensor(t: &[usize], model: &Model) -> Result<Tensor> {
 
 pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> Result<Trained> {
     spec.validate()?;
+    if model.family == vstar_nn::model::Family::Sdxl {
+        return Err(Error::Msg(format!(
+            "--model {}: training on SDXL (two text encoders, size conditioning) is not supported yet; \
+             SD 1.x / 2.x folders and Toyland are",
+            model.root.display()
+        )));
+    }
     let started = Instant::now();
     let set = spec.set_spec();
     let pieces = model.text[0].tokenizer.tokens(&spec.token)?.len();

@@ -219,4 +219,7 @@ fn bad_input_is_a_clear_error() {
     assert!(with(&|s| s.palp = Some(palp("a sketch of a dog", 7.5))).contains("must contain the token"));
     assert!(with(&|s| s.palp = Some(palp("a sketch of sks dog", 0.0))).contains("--palp-alpha"));
     assert!(!dir.join("o4/pytorch_lora_weights.safetensors").exists(), "nothing written on a refused run");
+    let sdxl = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sdxl-tiny");
+    let e = train(&mut Model::load(&sdxl, &Device::Cpu).unwrap(), &spec(&img, &dir.join("o5"), "lora", 1), &mut |_| {});
+    assert!(e.err().unwrap().to_string().contains("SDXL"));
 }
