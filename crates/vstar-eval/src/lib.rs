@@ -11,3 +11,4 @@ pub mod ssim;
 pub mod sweep;
 pub mod token_scan;
 pub mod toyland_check;
+pub mod train_run;

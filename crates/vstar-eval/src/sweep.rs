@@ -18,14 +18,12 @@
 
 use crate::bench::{judge_method, Bench, EvalPrompt};
 use crate::demo::{prompts as toybooth_prompts, MethodResult};
-use crate::judges::{centroid, Judges};
-use candle_core::{Device, Error, Result, Tensor};
+use crate::train_run::TrainRun;
+use candle_core::{Device, Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use vstar_diffusion::guidance::build::{MethodParams, METHODS};
 use vstar_diffusion::images;
-use vstar_nn::model::Model;
-use vstar_toyland::superclass::Superclass;
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(untagged)]
@@ -205,54 +203,20 @@ impl SweepSpec {
     }
 }
 
-fn record(run: &Path) -> Result<serde_json::Value> {
-    let p = run.join("vstar.json");
-    serde_json::from_str(&std::fs::read_to_string(&p).map_err(|e| {
-        Error::Msg(format!("adapter {}: cannot read its vstar.json ({e}); give a `vstar train` folder", run.display()))
-    })?)
-    .map_err(|e| Error::Msg(format!("{}: {e}", p.display())))
-}
-
 /// Runs this shard's unfinished cells; returns how many it ran and skipped.
 pub fn run(spec_path: &Path, out: &Path, shard: Shard, log: &mut dyn FnMut(&str)) -> Result<(usize, usize)> {
     let (spec, cells) = SweepSpec::read(spec_path)?;
-    let rec = record(&spec.adapter)?;
-    let text = |k: &str| {
-        rec[k].as_str().map(String::from).ok_or_else(|| Error::Msg(format!("{}: no `{k}`", spec.adapter.display())))
-    };
-    let (token, class_word) = (text("token")?, text("class")?);
-    let class = Superclass::ALL
-        .iter()
-        .copied()
-        .find(|s| s.word() == class_word)
-        .ok_or_else(|| Error::Msg(format!("class {class_word:?} is not a Toyland superclass")))?;
-    let model_dir = match &spec.model {
-        Some(m) => m.clone(),
-        None => PathBuf::from(text("base_model")?),
-    };
     let dev = Device::Cpu;
-    let judges = Judges::load(&model_dir, &dev)?;
-    let refs: Vec<Tensor> = rec["images"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f.as_str())
-        .map(|f| images::from_rgb(&images::load(Path::new(f), 32, 32)?, &dev))
-        .collect::<Result<_>>()?;
-    if refs.is_empty() {
-        return Err(Error::Msg(format!("{}: vstar.json lists no subject images", spec.adapter.display())));
-    }
-    let subject = centroid(&judges, &Tensor::stack(&refs, 0)?)?;
+    let tr = TrainRun::open(&spec.adapter, spec.model.as_deref(), &dev)?;
+    let (token, class, model_dir) = (&tr.token, tr.class, &tr.model_dir);
     let prompts: Vec<EvalPrompt> = match &spec.prompts {
         PromptSet::Toybooth(n) => {
-            toybooth_prompts(*n).iter().map(|p| EvalPrompt::from_toybooth(p, class, &token)).collect()
+            toybooth_prompts(*n).iter().map(|p| EvalPrompt::from_toybooth(p, class, token)).collect()
         }
-        PromptSet::List(l) => l.iter().map(|p| EvalPrompt::from_text(p, &token)).collect::<Result<_>>()?,
+        PromptSet::List(l) => l.iter().map(|p| EvalPrompt::from_text(p, token)).collect::<Result<_>>()?,
     };
-    let mut model = Model::load(&model_dir, &dev)?;
-    for f in vstar_nn::adapters::run_files(&spec.adapter)? {
-        vstar_nn::adapters::load_adapter(&f, &mut model, 1.0)?;
-    }
+    let mut model = tr.base_model(&dev)?;
+    tr.attach(&mut model)?;
     let cell_dir = out.join("cells");
     std::fs::create_dir_all(&cell_dir).map_err(|e| Error::Msg(format!("{}: {e}", cell_dir.display())))?;
     let about = serde_json::json!({
@@ -264,11 +228,11 @@ pub fn run(spec_path: &Path, out: &Path, shard: Shard, log: &mut dyn FnMut(&str)
     });
     images::write_atomic(&out.join("sweep.json"), serde_json::to_string_pretty(&about).expect("json").as_bytes())?;
     let bench = Bench {
-        judges: &judges,
+        judges: &tr.judges,
         class,
-        token: &token,
+        token,
         prompts: &prompts,
-        centroid: &subject,
+        centroid: &tr.centroid,
         images_per_prompt: spec.images_per_prompt,
         steps: spec.steps,
         seeds: &spec.seeds,
