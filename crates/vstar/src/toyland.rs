@@ -27,6 +27,10 @@ pub enum ToylandCmd {
         /// A few steps per stage, to check the pipeline end to end (not a usable model).
         #[arg(long)]
         smoke: bool,
+        /// Train only these judge stages (attribute, identity, eval_clip; comma-separated), e.g.
+        /// in a second process beside a running pretrain on the same --out.
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
     },
     /// Print the figures that say whether a pretrained Toyland is fit for use: oracle
     /// accuracy, identity retrieval, the base model's prompt following, sampling time, and
@@ -54,10 +58,16 @@ pub fn run(cmd: ToylandCmd) -> Result<()> {
             println!("{} ToyBooth reference renders under {}", refs.len(), out.join("toybooth").display());
             Ok(())
         }
-        ToylandCmd::Pretrain { out, seed, smoke } => {
+        ToylandCmd::Pretrain { out, seed, smoke, only } => {
             let recipe = if smoke { Recipe::smoke() } else { Recipe::full() };
             let log = |l: &str| eprintln!("{l}");
-            Pretrain { out, seed, recipe, log: &log, dev: candle_core::Device::Cpu }.run()?;
+            let p = Pretrain { out, seed, recipe, log: &log, dev: candle_core::Device::Cpu };
+            match only {
+                Some(stages) => p.run_judges(&stages)?,
+                None => {
+                    p.run()?;
+                }
+            }
             Ok(())
         }
         ToylandCmd::Check { model, quick } => {

@@ -110,6 +110,23 @@ pub(crate) struct StageSpec<'s> {
 }
 
 impl Pretrain<'_> {
+    /// Only the judges (attribute, identity, eval_clip), which depend on no other stage: a
+    /// second process can train them while `run` is busy with the UNet; `run` then finds them
+    /// done and skips them.
+    pub fn run_judges(&self, names: &[String]) -> Result<()> {
+        let layout = Layout::new(&self.out);
+        layout.write_static_files()?;
+        for n in names {
+            match n.as_str() {
+                "attribute" => oracle_stage::train_attribute(self, &layout)?,
+                "identity" => oracle_stage::train_identity(self, &layout)?,
+                "eval_clip" => clip_stage::train_eval(self, &layout)?,
+                other => candle_core::bail!("--only {other}: valid stages are attribute, identity, eval_clip"),
+            }
+        }
+        Ok(())
+    }
+
     pub fn run(&self) -> Result<Layout> {
         let started = std::time::Instant::now();
         let layout = Layout::new(&self.out);
