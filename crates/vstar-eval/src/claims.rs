@@ -46,6 +46,12 @@ fn id_rec(r: &MethodResult) -> String {
     format!("{}: identity {:.3}, recall {:.3}", r.method, r.identity, r.recall)
 }
 
+/// m[1] raises recall over m[0] while losing at most SMALL_IDENTITY_COST of identity.
+fn recall_at_small_cost(m: &[&MethodResult]) -> (bool, String) {
+    let ok = m[1].recall > m[0].recall && m[0].identity - m[1].identity <= SMALL_IDENTITY_COST;
+    (ok, format!("{}; {}", id_rec(m[0]), id_rec(m[1])))
+}
+
 pub fn check(r: &[MethodResult]) -> Vec<Claim> {
     const STUDY: &str = "sampling study";
     const PG: &str = "personalization guidance";
@@ -55,10 +61,7 @@ pub fn check(r: &[MethodResult]) -> Vec<Claim> {
             "mixed sampling raises prompt-element recall over concept sampling at a small identity cost (drop <= 0.05)",
             &["concept", "mixed"],
             r,
-            |m| {
-                let ok = m[1].recall > m[0].recall && m[0].identity - m[1].identity <= SMALL_IDENTITY_COST;
-                (ok, format!("{}; {}", id_rec(m[0]), id_rec(m[1])))
-            },
+            recall_at_small_cost,
         ),
         claim(
             STUDY,
@@ -77,10 +80,7 @@ pub fn check(r: &[MethodResult]) -> Vec<Claim> {
             "masked sampling raises recall over concept sampling at a small identity cost (drop <= 0.05)",
             &["concept", "masked"],
             r,
-            |m| {
-                let ok = m[1].recall > m[0].recall && m[0].identity - m[1].identity <= SMALL_IDENTITY_COST;
-                (ok, format!("{}; {}", id_rec(m[0]), id_rec(m[1])))
-            },
+            recall_at_small_cost,
         ),
         claim(PG, "PG with omega in [0, 0.3] raises identity over CFG", &["concept", "pg"], r, |m| {
             (m[1].identity > m[0].identity, format!("{}; {} (omega 0.25)", id_rec(m[0]), id_rec(m[1])))
