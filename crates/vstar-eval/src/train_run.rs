@@ -24,11 +24,7 @@ impl TrainRun {
     /// `model`: the pretrained Toyland to use instead of the run's `base_model`.
     pub fn open(dir: &Path, model: Option<&Path>, dev: &Device) -> Result<Self> {
         let p = dir.join("vstar.json");
-        let text = std::fs::read_to_string(&p).map_err(|e| {
-            Error::Msg(format!("{}: cannot read ({e}); give a `vstar train` output folder", p.display()))
-        })?;
-        let record: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::Msg(format!("{}: {e}", p.display())))?;
+        let record = vstar_nn::adapters::run_record(dir)?;
         let field = |k: &str| {
             record[k].as_str().map(String::from).ok_or_else(|| Error::Msg(format!("{}: no `{k}`", p.display())))
         };

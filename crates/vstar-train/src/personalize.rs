@@ -228,7 +228,10 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
             Ok(Some(encode(model, p)?))
         }
     };
-    let (fixed_context, fixed_class, fixed_null) = (fixed(&prompt)?, fixed(&class_prompt)?, fixed("")?);
+    // Only what this run uses: the class prompt with prior preservation, "" with PALP.
+    let fixed_context = fixed(&prompt)?;
+    let fixed_class = if class.is_some() { fixed(&class_prompt)? } else { None };
+    let fixed_null = if spec.palp.is_some() { fixed("")? } else { None };
     let current = |fixed: &Option<Tensor>, p: &str| match fixed {
         Some(c) => Ok(c.clone()),
         None => encode(model, p),

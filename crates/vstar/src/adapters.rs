@@ -2,12 +2,8 @@
 //! (every file its vstar.json lists), and the vstar.json fields beside them.
 
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use vstar_nn::model::Model;
-
-fn record(dir: &Path) -> Option<serde_json::Value> {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("vstar.json")).ok()?).ok()
-}
 
 /// Folders expanded into their files (`--adapter` names).
 pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
@@ -16,7 +12,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 /// A string field of the vstar.json beside the first adapter that has one.
 pub fn record_field(files: &[PathBuf], key: &str) -> Option<String> {
-    files.iter().find_map(|f| record(f.parent()?)?.get(key)?.as_str().map(String::from))
+    files.iter().find_map(|f| vstar_nn::adapters::run_record(f.parent()?).ok()?.get(key)?.as_str().map(String::from))
 }
 
 /// Loads every file into the model, saying what each was; warns when a run's other files

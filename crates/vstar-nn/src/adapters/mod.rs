@@ -28,15 +28,19 @@ pub fn write_safetensors(
     std::fs::rename(&tmp, path).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
 }
 
+/// The vstar.json record of a `vstar train` output folder.
+pub fn run_record(dir: &Path) -> Result<serde_json::Value> {
+    let rec = dir.join("vstar.json");
+    let text = std::fs::read_to_string(&rec)
+        .map_err(|e| Error::Msg(format!("{}: cannot read ({e}); give a `vstar train` output folder", rec.display())))?;
+    serde_json::from_str(&text).map_err(|e| Error::Msg(format!("{}: {e}", rec.display())))
+}
+
 /// The adapter files of a `vstar train` output folder, as its vstar.json lists them (the A1111
 /// copy of an embedding skipped: the diffusers file holds the same rows).
 pub fn run_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let rec = dir.join("vstar.json");
-    let text = std::fs::read_to_string(&rec).map_err(|_| {
-        Error::Msg(format!("{}: a folder adapter must be a `vstar train` output with its vstar.json", dir.display()))
-    })?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::Msg(format!("{}: {e}", rec.display())))?;
+    let v = run_record(dir)?;
     let files: Vec<std::path::PathBuf> = v["files"]
         .as_array()
         .map(|a| {
