@@ -38,7 +38,7 @@ fn embeddings_round_trip_in_both_layouts() {
         [("learned_embeds.safetensors", EmbeddingFormat::Diffusers), ("<toy>.safetensors", EmbeddingFormat::A1111)]
     {
         let path = dir.join(file);
-        save_embeddings(&path, "<toy>", &rows, fmt).unwrap();
+        save_embeddings(&path, &[("<toy>".to_string(), rows.clone())], fmt).unwrap();
         let read = read_embeddings(&path).unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].0, "<toy>");
@@ -55,8 +55,7 @@ fn embeddings_round_trip_in_both_layouts() {
     let wrong = dir.join("wrong.safetensors");
     save_embeddings(
         &wrong,
-        "<w>",
-        &Tensor::zeros((1, d + 1), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        &[("<w>".to_string(), Tensor::zeros((1, d + 1), candle_core::DType::F32, &Device::Cpu).unwrap())],
         EmbeddingFormat::Diffusers,
     )
     .unwrap();

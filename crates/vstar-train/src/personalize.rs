@@ -24,6 +24,21 @@ use vstar_nn::adapters::lora::LoraFormat;
 use vstar_nn::model::Model;
 use vstar_nn::Ctx;
 
+/// One subject of a run: its images, placeholder token and class word.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Subject {
+    pub images: PathBuf,
+    pub token: String,
+    pub class: String,
+}
+
+impl Subject {
+    /// DreamBooth's instance prompt.
+    pub fn instance_prompt(&self) -> String {
+        format!("a photo of {} {}", self.token, self.class)
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainSpec {
     pub images: PathBuf,
@@ -47,6 +62,9 @@ pub struct TrainSpec {
     pub prior_weight: f64,
     pub class_images: Option<PathBuf>,
     pub palp: Option<PalpConfig>,
+    /// Multi-subject runs: the subjects after the first (`--subject DIR:TOKEN:CLASS`), each
+    /// with its own images, placeholder and instance prompt, all in one parameter set.
+    pub more_subjects: Vec<Subject>,
     pub out: PathBuf,
     #[serde(skip)]
     pub format: LoraFormat,
@@ -73,22 +91,32 @@ impl TrainSpec {
             prior_weight: 1.0,
             class_images: None,
             palp: None,
+            more_subjects: vec![],
             out: out.to_path_buf(),
             format: LoraFormat::Diffusers,
         }
     }
 
-    /// DreamBooth's instance prompt.
-    pub fn instance_prompt(&self) -> String {
-        format!("a photo of {} {}", self.token, self.class)
+    /// Every subject: `images`/`token`/`class`, then `more_subjects`.
+    pub fn subjects(&self) -> Vec<Subject> {
+        let first = Subject { images: self.images.clone(), token: self.token.clone(), class: self.class.clone() };
+        std::iter::once(first).chain(self.more_subjects.iter().cloned()).collect()
+    }
+
+    /// PALP's clean target prompt: the target with every placeholder removed.
+    fn clean_target(&self, target: &str) -> Result<String> {
+        self.subjects().iter().try_fold(target.to_string(), |p, s| {
+            superclass_prompt(&p, &s.token).map_err(|_| {
+                Error::Msg(format!("--palp {target:?}: the target prompt must contain the token {:?}", s.token))
+            })
+        })
     }
 
     /// What the method trains.
     pub fn set_spec(&self) -> SetSpec {
         SetSpec {
             method: self.method.clone(),
-            token: self.token.clone(),
-            class: self.class.clone(),
+            subjects: self.subjects().into_iter().map(|s| (s.token, s.class)).collect(),
             rank: self.rank,
             alpha: self.alpha,
             targets: self.targets.clone(),
@@ -102,11 +130,20 @@ impl TrainSpec {
         if !METHODS.contains(&self.method.as_str()) {
             return bad(format!("--method {}: valid methods are {}", self.method, METHODS.join(", ")));
         }
-        if self.token.trim().is_empty() || self.token.contains(char::is_whitespace) {
-            return bad(format!("--token {:?}: must be one word", self.token));
+        let subjects = self.subjects();
+        for (i, s) in subjects.iter().enumerate() {
+            if s.token.trim().is_empty() || s.token.contains(char::is_whitespace) {
+                return bad(format!("--token {:?}: must be one word", s.token));
+            }
+            if s.class.trim().is_empty() || s.class.contains(char::is_whitespace) {
+                return bad(format!("--class {:?}: must name the subject's class word, one word (e.g. dog)", s.class));
+            }
+            if subjects[..i].iter().any(|o| o.token == s.token) {
+                return bad(format!("--subject: the token {:?} is used by two subjects; give each its own", s.token));
+            }
         }
-        if self.class.trim().is_empty() || self.class.contains(char::is_whitespace) {
-            return bad("--class must name the subject's class word, one word (e.g. dog)".into());
+        if subjects.len() > 1 && self.prior_images > 0 {
+            return bad("--prior-images: prior preservation is for one subject; drop it or the --subject flags".into());
         }
         if !(self.lr > 0.0 && self.lr < 1.0) {
             return bad(format!("--lr {}: must be in (0, 1)", self.lr));
@@ -134,9 +171,7 @@ impl TrainSpec {
         }
         if let Some(p) = &self.palp {
             p.validate()?;
-            superclass_prompt(&p.target, &self.token).map_err(|_| {
-                Error::Msg(format!("--palp {:?}: the target prompt must contain the token {:?}", p.target, self.token))
-            })?;
+            self.clean_target(&p.target)?;
         }
         Ok(())
     }
@@ -188,16 +223,21 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
     }
     let started = Instant::now();
     let set = spec.set_spec();
-    let pieces = model.text[0].tokenizer.tokens(&spec.token)?.len();
-    if !set.learns_token() && pieces != 1 {
-        log(&format!(
-            "warning: --token {:?} is {pieces} tokens in this vocabulary; a rare single token binds better",
-            spec.token
-        ));
-    }
+    let subjects = spec.subjects();
     let side = native_side(model);
-    let subject = SubjectImages::load(&spec.images, model, side)?;
-    log(&format!("{} images from {}", subject.len(), spec.images.display()));
+    let mut images = vec![];
+    for s in &subjects {
+        let pieces = model.text[0].tokenizer.tokens(&s.token)?.len();
+        if !set.learns_token() && pieces != 1 {
+            log(&format!(
+                "warning: --token {:?} is {pieces} tokens in this vocabulary; a rare single token binds better",
+                s.token
+            ));
+        }
+        let imgs = SubjectImages::load(&s.images, model, side)?;
+        log(&format!("{} images of {} from {}", imgs.len(), s.token, s.images.display()));
+        images.push(imgs);
+    }
     std::fs::create_dir_all(&spec.out).map_err(|e| Error::Msg(format!("--out {}: {e}", spec.out.display())))?;
     let encode = |model: &Model, p: &str| -> Result<Tensor> { Ok(model.encode(&[p], (side, side), None)?.context) };
     // Class images and PALP's pretrained-branch prompts come from the base model: before any
@@ -210,7 +250,7 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
         None
     };
     let palp_w0 = match &spec.palp {
-        Some(p) => Some((encode(model, "")?, encode(model, &superclass_prompt(&p.target, &spec.token)?)?)),
+        Some(p) => Some((encode(model, "")?, encode(model, &spec.clean_target(&p.target)?)?)),
         None => None,
     };
     let sched: SchedulerConfig = serde_json::from_value(model.scheduler_config.clone())
@@ -218,7 +258,7 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
     let denoise = Denoise::new(&sched, None)?;
     let trainable = Trainable::attach(model, &set, spec.seed)?;
     let model: &Model = model;
-    let prompt = spec.instance_prompt();
+    let prompts: Vec<String> = subjects.iter().map(Subject::instance_prompt).collect();
     let class_prompt = prior::class_prompt(&spec.class);
     // Prompts through the fine-tuned text encoder: encoded once unless its output trains.
     let fixed = |p: &str| -> Result<Option<Tensor>> {
@@ -229,7 +269,7 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
         }
     };
     // Only what this run uses: the class prompt with prior preservation, "" with PALP.
-    let fixed_context = fixed(&prompt)?;
+    let fixed_contexts = prompts.iter().map(|p| fixed(p)).collect::<Result<Vec<_>>>()?;
     let fixed_class = if class.is_some() { fixed(&class_prompt)? } else { None };
     let fixed_null = if spec.palp.is_some() { fixed("")? } else { None };
     let current = |fixed: &Option<Tensor>, p: &str| match fixed {
@@ -251,8 +291,10 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
     run.train(log, |step| {
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ (step as u64).wrapping_mul(0x9E37_79B9));
         let mut noise = NoiseSource::new(rng.random());
-        let context = current(&fixed_context, &prompt)?;
-        let z = draw(&subject, model, &mut rng, &mut noise, b)?;
+        // Multi-subject: each step trains one subject, drawn uniformly (PALP's recipe).
+        let k = if subjects.len() > 1 { rng.random_range(0..subjects.len()) } else { 0 };
+        let context = current(&fixed_contexts[k], &prompts[k])?;
+        let z = draw(&images[k], model, &mut rng, &mut noise, b)?;
         let t = timesteps(&mut rng, &denoise, b);
         let eps = noise.randn(z.shape(), &model.device)?;
         let (xt, target) = denoise.noisy_and_target(&z, &eps, &t)?;
@@ -320,7 +362,8 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
         "base_model": model.root.display().to_string(),
         "token": spec.token,
         "class": spec.class,
-        "instance_prompt": prompt,
+        "instance_prompt": prompts[0],
+        "subjects": subjects,
         "method": spec.method,
         "hyperparameters": spec,
         "lora": trainable.lora.as_ref().map(|l| &l.config),
@@ -329,7 +372,7 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
         "files": files.iter().filter_map(|f| f.file_name()).map(|f| f.to_string_lossy().to_string()).collect::<Vec<_>>(),
         "steps": run.step(),
         "train_seconds": seconds,
-        "images": subject.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        "images": images[0].files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         "vstar_version": env!("CARGO_PKG_VERSION"),
     });
     write_atomic(&spec.out.join("vstar.json"), serde_json::to_string_pretty(&record).expect("json").as_bytes())?;

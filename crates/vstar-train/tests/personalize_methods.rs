@@ -223,3 +223,55 @@ fn bad_input_is_a_clear_error() {
     let e = train(&mut Model::load(&sdxl, &Device::Cpu).unwrap(), &spec(&img, &dir.join("o5"), "lora", 1), &mut |_| {});
     assert!(e.err().unwrap().to_string().contains("SDXL"));
 }
+
+#[test]
+fn multi_subject_palp_learns_a_token_per_subject() {
+    let dir = tmp("multi");
+    let img = images(&dir.join("img"));
+    let second = images(&dir.join("img2"));
+    let subject = |token: &str| vstar_train::personalize::Subject {
+        images: second.clone(),
+        token: token.into(),
+        class: "cat".into(),
+    };
+    let palp = |target: &str| PalpConfig {
+        target: target.into(),
+        alpha: 7.5,
+        beta: 1.0,
+        weight: 1.0,
+        same_noise: true,
+        rescale: true,
+        sds: false,
+    };
+    let mut s = spec(&img, &dir.join("multi"), "lora-ti", 6);
+    s.more_subjects = vec![subject("<kit>")];
+    s.palp = Some(palp("a sketch of <sks> dog and <kit> cat in the snow"));
+    let mut lines = vec![];
+    let done = train(&mut load(), &s, &mut |l| lines.push(l.to_string())).unwrap();
+    assert!(lines.iter().any(|l| l.contains("images of <kit>")), "{lines:?}");
+    // Both placeholders' rows moved from their class words' rows, and the diffusers file holds both.
+    let trained = Checkpoint::load_latest(&dir.join("multi/checkpoints"), &Device::Cpu).unwrap().unwrap().tensors;
+    let m = load();
+    for (token, class) in [("<sks>", "dog"), ("<kit>", "cat")] {
+        let init = m.text[0].encoder.token_row(m.text[0].tokenizer.tokens(class).unwrap()[0]).unwrap();
+        let rows = trained.get(&format!("var/token.{token}")).unwrap();
+        assert!(max_abs(&rows.broadcast_sub(&init).unwrap()) > 0.0, "{token} did not train");
+    }
+    let embeds =
+        vstar_nn::adapters::embeddings::read_embeddings(&dir.join("multi/learned_embeds.safetensors")).unwrap();
+    assert_eq!(embeds.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["<kit>", "<sks>"]);
+    assert_eq!(done.files.len(), 4, "LoRA, learned_embeds and one A1111 file per token: {:?}", done.files);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("multi/vstar.json")).unwrap()).unwrap();
+    assert_eq!(record["subjects"][1]["token"], "<kit>");
+
+    let refused = |f: &dyn Fn(&mut TrainSpec)| {
+        let mut s = spec(&img, &dir.join("refused"), "lora-ti", 1);
+        s.more_subjects = vec![subject("<kit>")];
+        f(&mut s);
+        train(&mut load(), &s, &mut |_| {}).err().expect("refused").to_string()
+    };
+    assert!(refused(&|s| s.more_subjects = vec![subject("<sks>")]).contains("used by two subjects"));
+    assert!(refused(&|s| s.prior_images = 2).contains("--prior-images"));
+    assert!(refused(&|s| s.palp = Some(palp("a sketch of <sks> dog"))).contains("must contain the token \"<kit>\""));
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use vstar_nn::adapters::lora::LoraFormat;
 use vstar_nn::model::Model;
 use vstar_train::palp::PalpConfig;
-use vstar_train::personalize::{train, TrainSpec};
+use vstar_train::personalize::{train, Subject, TrainSpec};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -58,7 +58,11 @@ pub struct TrainArgs {
     prior_weight: f64,
     #[arg(long)]
     class_images: Option<PathBuf>,
-    /// PALP: the target prompt with the token ("a sketch of <v*> dog in the city").
+    /// Multi-subject: a further subject as IMAGES_DIR:TOKEN:CLASS (repeatable); each step
+    /// trains one subject drawn at random, with its own "a photo of TOKEN CLASS".
+    #[arg(long = "subject", value_parser = parse_subject)]
+    subjects: Vec<Subject>,
+    /// PALP: the target prompt with the token(s) ("a sketch of <v*> dog in the city").
     #[arg(long)]
     palp: Option<String>,
     /// PALP's guidance of the pretrained clean-prompt branch.
@@ -125,6 +129,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         prior_weight: a.prior_weight,
         class_images: a.class_images,
         palp,
+        more_subjects: a.subjects,
         format,
         ..TrainSpec::new(&a.images, &a.token, &a.class, &a.method, &a.out)
     };
@@ -134,4 +139,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         println!("{}", f.display());
     }
     Ok(())
+}
+
+/// `--subject DIR:TOKEN:CLASS` (the folder may itself hold ':'; token and class may not).
+fn parse_subject(v: &str) -> std::result::Result<Subject, String> {
+    let mut parts = v.rsplitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(class), Some(token), Some(dir)) if !dir.is_empty() && !token.is_empty() && !class.is_empty() => {
+            Ok(Subject { images: PathBuf::from(dir), token: token.into(), class: class.into() })
+        }
+        _ => Err(format!("{v:?}: expected IMAGES_DIR:TOKEN:CLASS, e.g. out/toyland/toybooth/cat_a:<kitty>:cat")),
+    }
 }

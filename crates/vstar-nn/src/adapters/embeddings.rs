@@ -55,15 +55,18 @@ pub fn is_vocabulary_word(tok: &crate::tokenizer::ClipTokenizer, token: &str) ->
     Ok(ids.len() == 1 && (ids[0] as usize) < tok.base_vocab)
 }
 
-/// Writes `{token: rows}` (diffusers) or `{"emb_params": rows}` (A1111), atomically.
-pub fn save_embeddings(path: &Path, token: &str, rows: &Tensor, format: EmbeddingFormat) -> Result<()> {
-    let (key, meta) = match format {
-        EmbeddingFormat::Diffusers => (token.to_string(), None),
-        EmbeddingFormat::A1111 => {
-            ("emb_params".to_string(), Some(HashMap::from([("name".to_string(), token.to_string())])))
-        }
-    };
-    super::write_safetensors(path, &[(key, rows.clone())], meta)
+/// Writes `{token: rows, ..}` (diffusers: any number of tokens) or `{"emb_params": rows}`
+/// (A1111: one token, named in the metadata), atomically.
+pub fn save_embeddings(path: &Path, tokens: &[(String, Tensor)], format: EmbeddingFormat) -> Result<()> {
+    match (format, tokens) {
+        (EmbeddingFormat::Diffusers, _) => super::write_safetensors(path, tokens, None),
+        (EmbeddingFormat::A1111, [(token, rows)]) => super::write_safetensors(
+            path,
+            &[("emb_params".to_string(), rows.clone())],
+            Some(HashMap::from([("name".to_string(), token.clone())])),
+        ),
+        (EmbeddingFormat::A1111, _) => Err(bad(path, "an A1111 embedding file holds exactly one token")),
+    }
 }
 
 /// (token, rows) pairs of an embedding file of either layout.

@@ -22,8 +22,8 @@ pub const METHODS: [&str; 7] = ["lora", "ti", "lora-ti", "dreambooth", "dreamboo
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SetSpec {
     pub method: String,
-    pub token: String,
-    pub class: String,
+    /// (placeholder, class word) of each subject: one for most runs, several for multi-subject.
+    pub subjects: Vec<(String, String)>,
     pub rank: usize,
     /// LoRA alpha (None = the rank: scale 1).
     pub alpha: Option<f64>,
@@ -57,7 +57,7 @@ impl Trainable {
             let alpha = spec.alpha.unwrap_or(rank as f64);
             LoraSet::attach(model, LoraConfig { rank, alpha, targets, text_encoder: spec.text_encoder }, seed)
         };
-        let tokens = |model: &mut Model, n: usize| TokenSet::attach(model, &spec.token, &spec.class, n);
+        let tokens = |model: &mut Model, n: usize| TokenSet::attach(model, &spec.subjects, n);
         let mut t = Trainable::default();
         match spec.method.as_str() {
             "lora" => t.lora = Some(lora(model, spec.rank)?),
