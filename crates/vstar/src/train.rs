@@ -151,3 +151,17 @@ fn parse_subject(v: &str) -> std::result::Result<Subject, String> {
         _ => Err(format!("{v:?}: expected IMAGES_DIR:TOKEN:CLASS, e.g. out/toyland/toybooth/cat_a:<kitty>:cat")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_flag_parses_and_refuses_clearly() {
+        let s = parse_subject("C:/data/cat:a:<kit>:cat").unwrap();
+        assert_eq!((s.images, s.token.as_str(), s.class.as_str()), (PathBuf::from("C:/data/cat:a"), "<kit>", "cat"));
+        for bad in ["dir:<kit>", "dir::cat", ":<kit>:cat", "dir"] {
+            assert!(parse_subject(bad).unwrap_err().contains("expected IMAGES_DIR:TOKEN:CLASS"), "{bad}");
+        }
+    }
+}
