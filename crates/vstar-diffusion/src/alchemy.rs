@@ -89,7 +89,7 @@ impl Guidance for BaseScene {
 }
 
 /// Mean map over steps -> min-max normalised -> image size -> thresholded mask.
-fn attention_mask(maps: &[Tensor], side: u32, threshold: f32) -> Result<GrayImage> {
+pub fn attention_mask(maps: &[Tensor], side: u32, threshold: f32) -> Result<GrayImage> {
     let mean = (Tensor::stack(maps, 0)?.sum(0)? / maps.len() as f64)?; // (1, 1, h, w)
     let up = mean.upsample_bilinear2d(side as usize, side as usize, false)?.flatten_all()?.to_vec1::<f32>()?;
     let (lo, hi) = up.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));

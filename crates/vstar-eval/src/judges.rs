@@ -84,6 +84,12 @@ pub fn centroid(judges: &Judges, images: &Tensor) -> Result<Tensor> {
     vstar_toyland::pretrain::contrastive::normalize(&judges.identity(images)?.mean_keepdim(0)?)?.squeeze(0)
 }
 
+/// Cosine similarity of each image's (B, 3, 32, 32) identity embedding to a unit centroid.
+pub fn similarity(judges: &Judges, images: &Tensor, centroid: &Tensor) -> Result<Vec<f64>> {
+    let sims = judges.identity(images)?.matmul(&centroid.unsqueeze(1)?)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(sims.into_iter().map(|v| v as f64).collect())
+}
+
 /// Running scores of generated images against a subject and their prompts' elements.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
@@ -94,7 +100,7 @@ pub struct Tally {
     pub superclass_hits: usize,
 }
 
-fn mean(v: &[f64]) -> f64 {
+pub fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
@@ -109,9 +115,7 @@ impl Tally {
         elements: &Elements,
         centroid: &Tensor,
     ) -> Result<Vec<Vec<usize>>> {
-        let e = judges.identity(images)?;
-        let sims = e.matmul(&centroid.unsqueeze(1)?)?.flatten_all()?.to_vec1::<f32>()?;
-        self.identity.extend(sims.into_iter().map(|v| v as f64));
+        self.identity.extend(similarity(judges, images, centroid)?);
         let preds = judges.attributes(images)?;
         for p in &preds {
             let hits = element_hits(p, class, elements);

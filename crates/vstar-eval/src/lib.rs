@@ -1,6 +1,8 @@
 //! vstar-eval: how results are judged - SSIM, the Toyland oracles as metrics (per-element
 //! recall, identity similarity), and `vstar toyland check`.
 
+pub mod alchemy_eval;
+pub mod attention_iou;
 pub mod bench;
 pub mod claims;
 pub mod demo;

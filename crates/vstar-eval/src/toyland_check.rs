@@ -56,7 +56,7 @@ fn pct(hits: usize, n: usize) -> String {
 
 /// Held-out renders: half fresh generic instances, half reserved-region (ToyBooth-like)
 /// instances, in uniformly drawn contexts.
-fn held_out(n: usize) -> (Vec<SceneSpec>, Vec<Labels>) {
+pub fn held_out(n: usize) -> (Vec<SceneSpec>, Vec<Labels>) {
     (0..n)
         .map(|i| {
             let mut rng = ChaCha8Rng::seed_from_u64(data::item_seed(CHECK_STREAM, 1, 0, i));

@@ -63,11 +63,11 @@ impl TrainRun {
         Model::load(&self.model_dir, dev)
     }
 
-    /// Loads the run's adapter files into `model`.
-    pub fn attach(&self, model: &mut Model) -> Result<()> {
-        for f in vstar_nn::adapters::run_files(&self.dir)? {
-            vstar_nn::adapters::load_adapter(&f, model, 1.0)?;
-        }
-        Ok(())
+    /// Loads the run's adapter files into `model`; returns each file with what it was.
+    pub fn attach(&self, model: &mut Model) -> Result<Vec<(PathBuf, String)>> {
+        vstar_nn::adapters::run_files(&self.dir)?
+            .into_iter()
+            .map(|f| Ok((f.clone(), vstar_nn::adapters::load_adapter(&f, model, 1.0)?)))
+            .collect()
     }
 }

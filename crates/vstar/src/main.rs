@@ -3,6 +3,7 @@
 mod adapters;
 mod alchemy;
 mod bench;
+mod eval_alchemy;
 mod sample;
 mod tokens;
 mod toyland;
@@ -53,6 +54,9 @@ enum Command {
         #[arg(long)]
         prompt: Vec<String>,
     },
+    /// Image-Alchemy on a `vstar train` run, judged on Toyland: stage 1, final (Gaussian and
+    /// exp-decay blur) and plain LoRA sampling, same seeds; the attention mask's IoU on renders.
+    EvalAlchemy(eval_alchemy::EvalAlchemyArgs),
     /// Methods x hyperparameter grids on one fine-tuned model, judged on Toyland; resumable
     /// (finished cells are skipped) and shardable; writes the report when every cell is done.
     Sweep {
@@ -188,6 +192,7 @@ fn main() {
         Command::Eval { run, model, prompts, images_per_prompt, prompt } => {
             eval(&run, model.as_deref(), prompts, images_per_prompt, &prompt)
         }
+        Command::EvalAlchemy(args) => eval_alchemy::run(args),
         Command::Sweep { spec, out, shard, shards } => sweep(&spec, &out, shard.as_deref(), shards),
         Command::Report { dir } => report(&dir),
         Command::Sample(args) => sample::run(args),

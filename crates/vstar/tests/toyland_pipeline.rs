@@ -252,4 +252,60 @@ fn pretrain_smoke_then_sample_train_and_check() {
     let (ok, _, err) =
         args(&["--prompt", "a sks dog", "--segment", &seg, "--allow-empty-mask", "--out", al.to_str().unwrap()]);
     assert!(ok, "{err}");
+
+    // Image-Alchemy judged on ToyBooth (the LoRA run above): a table of the 4 kinds of image and
+    // one of the attention mask's IoU at 3 thresholds, in [0, 1]; a folder that is no run and a
+    // run of learned tokens only are refused, naming the file.
+    let (ok, stdout, err) = vstar(&[
+        "eval-alchemy",
+        out.to_str().unwrap(),
+        "--model",
+        m,
+        "--prompts",
+        "1",
+        "--images-per-prompt",
+        "1",
+        "--renders",
+        "4",
+    ]);
+    assert!(ok, "{err}");
+    let tables: Vec<Vec<Vec<&str>>> = stdout
+        .split("\n\n")
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.starts_with('|'))
+                .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+                .collect()
+        })
+        .filter(|t: &Vec<Vec<&str>>| !t.is_empty())
+        .collect();
+    assert_eq!(tables.iter().map(|t| (t.len(), t[0].len())).collect::<Vec<_>>(), [(2 + 4, 5), (2 + 3, 4)], "{stdout}");
+    for row in &tables[1][2..] {
+        let iou: f64 = row[1].parse().unwrap();
+        assert!((0.0..=1.0).contains(&iou), "{stdout}");
+    }
+    assert!(out.join("eval_alchemy.json").exists() && out.join("eval_alchemy/00_0_gauss.png").exists());
+    let (ok, _, err) = vstar(&["eval-alchemy", images.to_str().unwrap(), "--model", m]);
+    assert!(!ok && err.contains("dog_a/vstar.json"), "{err}");
+    let ti_only = dir.join("ti-only");
+    let (ok, _, err) = vstar(&[
+        "train",
+        "--model",
+        m,
+        "--images",
+        images.to_str().unwrap(),
+        "--token",
+        "<sks>",
+        "--class",
+        "dog",
+        "--method",
+        "ti",
+        "--steps",
+        "2",
+        "--out",
+        ti_only.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = vstar(&["eval-alchemy", ti_only.to_str().unwrap(), "--model", m]);
+    assert!(!ok && err.contains("learned_embeds.safetensors") && err.contains("textual inversion only"), "{err}");
 }
