@@ -176,9 +176,11 @@ impl Pretrain<'_> {
         };
         let mut run = Run::new(vars, config)?;
         run.train(&mut |l| (self.log)(l), |s| step(&model, s))?;
-        let weights = run.weights();
-        store::save(&spec.dir, spec.file, &spec.config, &weights)?;
-        Ok(weights)
+        store::save(&spec.dir, spec.file, &spec.config, &run.weights())?;
+        // What was written (f16), not the f32 in memory: later stages then see the same weights
+        // whether this stage ran now or in an earlier, interrupted process.
+        store::load(&spec.dir, spec.file, &self.dev)?
+            .ok_or_else(|| candle_core::Error::Msg(format!("{}: not written", spec.dir.display())))
     }
 }
 
