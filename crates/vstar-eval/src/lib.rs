@@ -6,6 +6,8 @@ pub mod attention_iou;
 pub mod bench;
 pub mod claims;
 pub mod demo;
+pub mod encoders;
+pub mod image_processor;
 pub mod judges;
 pub mod report;
 pub mod run_eval;

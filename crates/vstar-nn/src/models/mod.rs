@@ -5,6 +5,7 @@ pub mod clip_text;
 pub mod resnet;
 pub mod unet;
 pub mod vae;
+pub mod vision;
 
 pub use clip_text::ClipTextModel;
 pub use unet::{AddedCond, UNet};
