@@ -46,6 +46,11 @@ fn spec(images: &Path, out: &Path, method: &str, steps: usize) -> TrainSpec {
     }
 }
 
+/// PALP with the paper's defaults but `alpha`.
+fn palp(target: &str, alpha: f64) -> PalpConfig {
+    PalpConfig { target: target.into(), alpha, beta: 1.0, weight: 1.0, same_noise: true, rescale: true, sds: false }
+}
+
 fn load() -> Model {
     Model::load(&fixture(), &Device::Cpu).unwrap()
 }
@@ -161,15 +166,7 @@ fn prior_preservation_generates_class_images_once_and_palp_trains() {
     assert_eq!(std::fs::metadata(class_dir.join("0000.png")).unwrap().modified().unwrap(), stamp);
 
     let mut p = spec(&img, &dir.join("palp"), "lora-ti", 2);
-    p.palp = Some(PalpConfig {
-        target: "a sketch of <sks> dog in the snow".into(),
-        alpha: 7.5,
-        beta: 1.0,
-        weight: 1.0,
-        same_noise: true,
-        rescale: true,
-        sds: false,
-    });
+    p.palp = Some(palp("a sketch of <sks> dog in the snow", 7.5));
     let mut lines = vec![];
     let done = train(&mut load(), &p, &mut |l| lines.push(l.to_string())).unwrap();
     assert!(lines.iter().any(|l| l.contains("align_g")), "{lines:?}");
@@ -207,15 +204,6 @@ fn bad_input_is_a_clear_error() {
     assert!(
         with(&|s| (s.method, s.token) = ("ti".into(), "today".into())).contains("already a word of this vocabulary")
     );
-    let palp = |target: &str, alpha: f64| PalpConfig {
-        target: target.into(),
-        alpha,
-        beta: 1.0,
-        weight: 1.0,
-        same_noise: true,
-        rescale: true,
-        sds: false,
-    };
     assert!(with(&|s| s.palp = Some(palp("a sketch of a dog", 7.5))).contains("must contain the token"));
     assert!(with(&|s| s.palp = Some(palp("a sketch of sks dog", 0.0))).contains("--palp-alpha"));
     assert!(!dir.join("o4/pytorch_lora_weights.safetensors").exists(), "nothing written on a refused run");
@@ -234,18 +222,9 @@ fn multi_subject_palp_learns_a_token_per_subject() {
         token: token.into(),
         class: "cat".into(),
     };
-    let palp = |target: &str| PalpConfig {
-        target: target.into(),
-        alpha: 7.5,
-        beta: 1.0,
-        weight: 1.0,
-        same_noise: true,
-        rescale: true,
-        sds: false,
-    };
     let mut s = spec(&img, &dir.join("multi"), "lora-ti", 6);
     s.more_subjects = vec![subject("<kit>")];
-    s.palp = Some(palp("a sketch of <sks> dog and <kit> cat in the snow"));
+    s.palp = Some(palp("a sketch of <sks> dog and <kit> cat in the snow", 7.5));
     let mut lines = vec![];
     let done = train(&mut load(), &s, &mut |l| lines.push(l.to_string())).unwrap();
     assert!(lines.iter().any(|l| l.contains("images of <kit>")), "{lines:?}");
@@ -273,5 +252,7 @@ fn multi_subject_palp_learns_a_token_per_subject() {
     };
     assert!(refused(&|s| s.more_subjects = vec![subject("<sks>")]).contains("used by two subjects"));
     assert!(refused(&|s| s.prior_images = 2).contains("--prior-images"));
-    assert!(refused(&|s| s.palp = Some(palp("a sketch of <sks> dog"))).contains("must contain the token \"<kit>\""));
+    assert!(
+        refused(&|s| s.palp = Some(palp("a sketch of <sks> dog", 7.5))).contains("must contain the token \"<kit>\"")
+    );
 }
