@@ -16,3 +16,4 @@ pub mod sweep;
 pub mod token_scan;
 pub mod toyland_check;
 pub mod train_run;
+pub mod word_use;

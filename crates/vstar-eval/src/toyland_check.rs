@@ -1,6 +1,7 @@
 //! `vstar toyland check`: the figures that say whether a pretrained Toyland is fit for use -
 //! oracle accuracy (renders and VAE round-trips), identity retrieval on ToyBooth subjects,
-//! the base model's prompt following with CFG, sampling time, and polluted vs unseen tokens.
+//! the base model's prompt following with CFG, sampling time, whether the UNet reads the class
+//! word, and polluted vs unseen tokens.
 //! Everything is drawn from fixed seeds that pretraining never used.
 
 use crate::judges::{element_hits, Judges, SIDE};
@@ -198,7 +199,17 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
         candle_core::utils::get_num_threads()
     ));
 
-    // 5. Polluted tokens render their fixed look; unseen ones vary.
+    // 5. Whether the UNet reads the class word at all (cheap, and decisive when superclass fails).
+    let n = (size.prompts * 2).max(4);
+    out(&format!(
+        "\n## Does the UNet read the class word? Denoising loss on {n} captioned renders\n\
+         | t | true caption | class word swapped | empty caption |\n|---|---|---|---|"
+    ));
+    for (t, right, swapped, empty) in crate::word_use::measure(&model, n, CHECK_STREAM << 8)? {
+        out(&format!("| {t} | {right:.5} | {swapped:.5} | {empty:.5} |"));
+    }
+
+    // 6. Polluted tokens render their fixed look; unseen ones vary.
     out(&format!("\n## Rare tokens: mean pairwise SSIM of {} images of \"a photo of TOKEN\"", size.token_images));
     out("| token | kind | mean pairwise SSIM |\n|---|---|---|");
     let unseen = &vstar_toyland::vocab::UNSEEN_RARE[..3];

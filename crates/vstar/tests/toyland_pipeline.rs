@@ -175,7 +175,9 @@ fn pretrain_smoke_then_sample_train_and_check() {
 
     let (ok, stdout, err) = vstar(&["toyland", "check", "--quick", "--model", m]);
     assert!(ok, "{err}");
-    for section in ["Attribute oracle", "Identity oracle", "Base model", "Sampling time", "Rare tokens"] {
+    for section in
+        ["Attribute oracle", "Identity oracle", "Base model", "Sampling time", "read the class word", "Rare tokens"]
+    {
         assert!(stdout.contains(section), "missing {section}:\n{stdout}");
     }
 
