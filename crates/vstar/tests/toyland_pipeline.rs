@@ -120,24 +120,28 @@ fn pretrain_smoke_then_sample_train_and_check() {
     let (ok, _, err) = sweep(&[]);
     assert!(!ok && err.contains("sweep.toml:5") && err.contains("omgea"), "{err}");
 
+    // Two steps of a method that learns the placeholder "<sks>".
+    let train_learned = |method: &str, out: &std::path::Path| {
+        vstar(&[
+            "train",
+            "--model",
+            m,
+            "--images",
+            images.to_str().unwrap(),
+            "--token",
+            "<sks>",
+            "--class",
+            "dog",
+            "--method",
+            method,
+            "--steps",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
     let ti = dir.join("ti");
-    let (ok, stdout, err) = vstar(&[
-        "train",
-        "--model",
-        m,
-        "--images",
-        images.to_str().unwrap(),
-        "--token",
-        "<sks>",
-        "--class",
-        "dog",
-        "--method",
-        "lora-ti",
-        "--steps",
-        "2",
-        "--out",
-        ti.to_str().unwrap(),
-    ]);
+    let (ok, stdout, err) = train_learned("lora-ti", &ti);
     assert!(ok, "{err}");
     assert_eq!(stdout.lines().count(), 3, "LoRA + two embedding files:\n{stdout}");
     let (ok, _, err) = vstar(&[
@@ -290,23 +294,7 @@ fn pretrain_smoke_then_sample_train_and_check() {
     let (ok, _, err) = vstar(&["eval-alchemy", images.to_str().unwrap(), "--model", m]);
     assert!(!ok && err.contains("dog_a/vstar.json"), "{err}");
     let ti_only = dir.join("ti-only");
-    let (ok, _, err) = vstar(&[
-        "train",
-        "--model",
-        m,
-        "--images",
-        images.to_str().unwrap(),
-        "--token",
-        "<sks>",
-        "--class",
-        "dog",
-        "--method",
-        "ti",
-        "--steps",
-        "2",
-        "--out",
-        ti_only.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = train_learned("ti", &ti_only);
     assert!(ok, "{err}");
     let (ok, _, err) = vstar(&["eval-alchemy", ti_only.to_str().unwrap(), "--model", m]);
     assert!(!ok && err.contains("learned_embeds.safetensors") && err.contains("textual inversion only"), "{err}");
