@@ -2,36 +2,12 @@
 //! with extra token rows appended to the embedding table for textual inversion.
 
 use crate::config::ClipTextConfig;
-use crate::layers::ops::{quick_gelu, softmax_last, LayerNorm};
+use crate::layers::ops::{quick_gelu, LayerNorm};
+use crate::layers::self_attention::SelfAttention;
 use crate::layers::{AdaptedLinear, Slots};
 use candle_core::{DType, Device, IndexOp, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use std::sync::{Arc, RwLock};
-
-#[derive(Debug, Clone)]
-struct SelfAttention {
-    q: AdaptedLinear,
-    k: AdaptedLinear,
-    v: AdaptedLinear,
-    out: AdaptedLinear,
-    heads: usize,
-}
-
-impl SelfAttention {
-    fn forward(&self, x: &Tensor, mask: &Tensor, s: Option<&Tensor>) -> Result<Tensor> {
-        let (b, n, c) = x.dims3()?;
-        let split = |t: Tensor| -> Result<Tensor> {
-            t.reshape((b, n, self.heads, c / self.heads))?.transpose(1, 2)?.contiguous()
-        };
-        let scale = 1.0 / ((c / self.heads) as f64).sqrt();
-        let q = split((self.q.forward(x, s)? * scale)?)?;
-        let k = split(self.k.forward(x, s)?)?;
-        let v = split(self.v.forward(x, s)?)?;
-        let probs = softmax_last(&q.matmul(&k.t()?)?.broadcast_add(mask)?)?;
-        let o = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
-        self.out.forward(&o, s)
-    }
-}
 
 #[derive(Debug, Clone)]
 struct EncoderLayer {
@@ -45,7 +21,7 @@ struct EncoderLayer {
 
 impl EncoderLayer {
     fn forward(&self, x: &Tensor, mask: &Tensor, s: Option<&Tensor>) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln1.forward(x)?, mask, s)?)?;
+        let x = (x + self.attn.forward(&self.ln1.forward(x)?, Some(mask), s)?)?;
         let h = self.fc1.forward(&self.ln2.forward(&x)?, s)?;
         let h = if self.quick { quick_gelu(&h)? } else { h.gelu_erf()? };
         x.clone() + self.fc2.forward(&h, s)?

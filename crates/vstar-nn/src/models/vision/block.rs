@@ -3,7 +3,8 @@
 //! layer scale (1 elsewhere). Only the parameter names differ per family; `Names` maps them.
 
 use super::config::{Activation, Family, TowerConfig};
-use crate::layers::ops::{quick_gelu, softmax_last, LayerNorm};
+use crate::layers::ops::{quick_gelu, LayerNorm};
+use crate::layers::self_attention::SelfAttention;
 use crate::layers::{AdaptedLinear, Slots};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
@@ -59,30 +60,6 @@ const DINOV2: Names = Names {
 };
 
 #[derive(Debug, Clone)]
-struct SelfAttention {
-    q: AdaptedLinear,
-    k: AdaptedLinear,
-    v: AdaptedLinear,
-    out: AdaptedLinear,
-    heads: usize,
-}
-
-impl SelfAttention {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, n, c) = x.dims3()?;
-        let split = |t: Tensor| -> Result<Tensor> {
-            t.reshape((b, n, self.heads, c / self.heads))?.transpose(1, 2)?.contiguous()
-        };
-        let scale = 1.0 / ((c / self.heads) as f64).sqrt();
-        let q = split((self.q.forward(x, None)? * scale)?)?;
-        let k = split(self.k.forward(x, None)?)?;
-        let v = split(self.v.forward(x, None)?)?;
-        let probs = softmax_last(&q.matmul(&k.t()?)?)?;
-        self.out.forward(&probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?, None)
-    }
-}
-
-#[derive(Debug, Clone)]
 pub(super) struct Block {
     norm1: LayerNorm,
     attn: SelfAttention,
@@ -128,7 +105,7 @@ impl Block {
             Some((a, b)) => (Some(a), Some(b)),
             None => (None, None),
         };
-        let x = (x + scaled(self.attn.forward(&self.norm1.forward(x)?)?, s1)?)?;
+        let x = (x + scaled(self.attn.forward(&self.norm1.forward(x)?, None, None)?, s1)?)?;
         let h = self.fc1.forward(&self.norm2.forward(&x)?, None)?;
         let h = match self.act {
             Activation::QuickGelu => quick_gelu(&h)?,
