@@ -4,6 +4,7 @@
 
 use crate::demo::MethodResult;
 use crate::judges::{Judges, Tally};
+use crate::real_metrics::{RealMetrics, RealTally};
 use candle_core::{Result, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,6 +53,8 @@ pub struct Bench<'a> {
     pub seeds: &'a [u64],
     /// Images go to `out/images/<label>/`.
     pub out: &'a Path,
+    /// CLIP-T / CLIP-I / DINO with the user's encoders, when given.
+    pub real: Option<&'a RealMetrics>,
 }
 
 /// Samples every prompt and seed with `method` and judges the images. `label` names the
@@ -68,8 +71,8 @@ pub fn judge_method(
         .map_err(|e| candle_core::Error::Msg(format!("scheduler config: {e}")))?;
     let setup = SamplerSetup { kind: SchedulerKind::Ddim, config: &sched, steps: b.steps };
     let tok = &model.text[0].tokenizer;
-    let (mut tally, mut files, mut cost, mut used) =
-        (Tally::default(), vec![], Cost::default(), serde_json::Value::Null);
+    let (mut tally, mut real, mut files, mut cost, mut used) =
+        (Tally::default(), RealTally::default(), vec![], Cost::default(), serde_json::Value::Null);
     let folder = label.replace(['+', '/', ' '], "_");
     for (pi, p) in b.prompts.iter().enumerate() {
         let positions = (tok.find(&p.clean, b.class.word())?.unwrap_or(1), tok.find(&p.concept, b.token)?.unwrap_or(1));
@@ -83,9 +86,15 @@ pub fn judge_method(
             let seed = s * 1000 + 100 + pi as u64;
             let (imgs, c) = pipeline::txt2img(model, g.as_ref(), by_kind.clone(), b.images_per_prompt, seed, b.steps)?;
             cost = c;
-            for k in 0..tally.add(b.judges, &imgs, b.class, &p.elements, b.centroid)?.len() {
+            let rgb = (0..tally.add(b.judges, &imgs, b.class, &p.elements, b.centroid)?.len())
+                .map(|k| images::to_rgb(&imgs.get(k)?))
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(m) = b.real {
+                real.add(m.score(&rgb, &p.clean)?);
+            }
+            for (k, img) in rgb.iter().enumerate() {
                 let f = format!("images/{folder}/{pi:02}_s{s}_{k}.png");
-                images::save_png(&b.out.join(&f), &images::to_rgb(&imgs.get(k)?)?)?;
+                images::save_png(&b.out.join(&f), img)?;
                 row.push(f);
             }
         }
@@ -98,6 +107,7 @@ pub fn judge_method(
         identity: tally.identity_mean(),
         recall: tally.recall_mean(),
         superclass: tally.superclass_rate(),
+        real: real.means(),
         cost_per_image: cost,
         seconds_per_image: t0.elapsed().as_secs_f64() / n,
         images: files,

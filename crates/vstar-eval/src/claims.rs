@@ -126,6 +126,7 @@ mod tests {
             identity,
             recall,
             superclass: 1.0,
+            real: Default::default(),
             cost_per_image: Cost { unet_calls: calls, unet_rows: rows },
             seconds_per_image: 0.0,
             images: vec![],

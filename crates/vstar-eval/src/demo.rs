@@ -47,6 +47,9 @@ pub struct MethodResult {
     pub recall: f64,
     /// Share of images whose superclass is right.
     pub superclass: f64,
+    /// Means of the real-encoder metrics (clip_t, clip_i, dino) when encoders were given.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub real: std::collections::BTreeMap<String, f64>,
     pub cost_per_image: Cost,
     pub seconds_per_image: f64,
     /// Image files, by prompt.
@@ -112,6 +115,7 @@ pub fn run(model_dir: &Path, out: &Path, size: DemoSize, log: &mut dyn FnMut(&st
         steps: size.steps,
         seeds: &[0],
         out,
+        real: None,
     };
     let methods: Vec<&str> = match &size.methods {
         Some(m) => m.iter().map(String::as_str).collect(),

@@ -99,9 +99,16 @@ fn scatter(results: &[MethodResult]) -> String {
 const COLUMNS: [&str; 7] =
     ["method", "identity", "recall", "superclass", "unet_calls_per_image", "unet_rows_per_image", "seconds_per_image"];
 
-/// One method's row, formatted (the CSV and the HTML table share it).
-fn cells(r: &MethodResult) -> Vec<String> {
-    vec![
+/// The real-encoder metrics (clip_t, clip_i, dino) any result has: extra columns.
+fn real_columns(results: &[MethodResult]) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> = results.iter().flat_map(|r| r.real.keys()).collect();
+    names.into_iter().cloned().collect()
+}
+
+/// One method's row, formatted (the CSV and the HTML table share it); `real` names the extra
+/// columns, empty where this result lacks the metric.
+fn cells(r: &MethodResult, real: &[String]) -> Vec<String> {
+    let mut row = vec![
         r.method.clone(),
         format!("{:.4}", r.identity),
         format!("{:.4}", r.recall),
@@ -109,7 +116,9 @@ fn cells(r: &MethodResult) -> Vec<String> {
         r.cost_per_image.unet_calls.to_string(),
         r.cost_per_image.unet_rows.to_string(),
         format!("{:.3}", r.seconds_per_image),
-    ]
+    ];
+    row.extend(real.iter().map(|k| r.real.get(k).map_or(String::new(), |v| format!("{v:.4}"))));
+    row
 }
 
 /// `vstar report DIR`: a sweep folder's finished cells as a report (missing cells named in
@@ -135,9 +144,11 @@ pub fn report_dir(dir: &Path) -> Result<(PathBuf, Vec<String>)> {
 pub fn write(dir: &Path, summary: &serde_json::Value, results: &[MethodResult]) -> Result<PathBuf> {
     let json = serde_json::to_string_pretty(summary).map_err(|e| Error::Msg(e.to_string()))?;
     write_atomic(&dir.join("results.json"), json.as_bytes())?;
-    let mut csv = COLUMNS.join(",") + "\n";
+    let real = real_columns(results);
+    let header: Vec<&str> = COLUMNS.iter().copied().chain(real.iter().map(String::as_str)).collect();
+    let mut csv = header.join(",") + "\n";
     for r in results {
-        csv += &(cells(r).join(",") + "\n");
+        csv += &(cells(r, &real).join(",") + "\n");
     }
     write_atomic(&dir.join("results.csv"), csv.as_bytes())?;
 
@@ -152,10 +163,10 @@ pub fn write(dir: &Path, summary: &serde_json::Value, results: &[MethodResult]) 
     h += "<h2>Subject fidelity vs text fidelity</h2>";
     h += &scatter(results);
     h += "<h2>Methods</h2><table id=\"methods\"><tr>";
-    h += &COLUMNS.iter().map(|c| format!("<th>{}</th>", c.replace('_', " "))).collect::<String>();
+    h += &header.iter().map(|c| format!("<th>{}</th>", c.replace('_', " "))).collect::<String>();
     h += "</tr>";
     for r in results {
-        let row: String = cells(r).iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+        let row: String = cells(r, &real).iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
         let _ = write!(h, "<tr>{row}</tr>");
     }
     h += "</table><h2>Images (same seed per column)</h2><table id=\"grid\"><tr><th>method</th>";

@@ -9,7 +9,8 @@ use crate::demo::prompts;
 use crate::demo::MethodResult;
 use crate::train_run::TrainRun;
 use candle_core::{Device, Result};
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use vstar_diffusion::guidance::build::MethodParams;
 use vstar_nn::model::Model;
 use vstar_toyland::superclass::Superclass;
@@ -28,17 +29,27 @@ impl EvalSize {
     }
 }
 
+/// The user's real encoders (transformers folders), each optional.
+#[derive(Debug, Clone, Default)]
+pub struct EncoderDirs {
+    pub clip: Option<PathBuf>,
+    pub dino: Option<PathBuf>,
+}
+
 /// One model's scores over the prompt set.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Scores {
     pub identity: f64,
     pub recall: f64,
     pub superclass: f64,
+    /// CLIP-T / CLIP-I / DINO means, when encoders were given.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub real: BTreeMap<String, f64>,
 }
 
 impl From<&MethodResult> for Scores {
     fn from(r: &MethodResult) -> Self {
-        Self { identity: r.identity, recall: r.recall, superclass: r.superclass }
+        Self { identity: r.identity, recall: r.recall, superclass: r.superclass, real: r.real.clone() }
     }
 }
 
@@ -55,8 +66,9 @@ fn eval_prompts(custom: &[String], token: &str, class: Superclass, n: usize) -> 
 fn score(model: &Model, bench: &Bench, tuned: bool, guidance: f64, log: &mut dyn FnMut(&str)) -> Result<Scores> {
     let (label, method) = if tuned { ("fine-tuned", "concept") } else { ("base", "superclass") };
     let r = judge_method(model, bench, label, method, &MethodParams { guidance, ..Default::default() })?;
+    let real: String = r.real.iter().map(|(k, v)| format!(", {k} {v:.3}")).collect();
     log(&format!(
-        "  {}: identity {:.3}, recall {:.3}, superclass {:.2}",
+        "  {}: identity {:.3}, recall {:.3}, superclass {:.2}{real}",
         if tuned { "fine-tuned, placeholder prompts" } else { "base model, class prompts" },
         r.identity,
         r.recall,
@@ -72,11 +84,13 @@ pub fn run(
     model_dir: Option<&Path>,
     size: &EvalSize,
     custom: &[String],
+    encoders: &EncoderDirs,
     log: &mut dyn FnMut(&str),
 ) -> Result<serde_json::Value> {
     let dev = Device::Cpu;
     let tr = TrainRun::open(run, model_dir, &dev)?;
     let prompts = eval_prompts(custom, &tr.token, tr.class, size.prompts)?;
+    let real = tr.real_metrics(encoders.clip.as_deref(), encoders.dino.as_deref(), &dev)?;
     let mut model = tr.base_model(&dev)?;
     log(&format!("{}: base model", run.display()));
     let eval_dir = run.join("eval");
@@ -90,6 +104,7 @@ pub fn run(
         steps: size.steps,
         seeds: &[0],
         out: &eval_dir,
+        real: real.as_ref(),
     };
     let base = score(&model, &bench, false, size.guidance, log)?;
     tr.attach(&mut model)?;

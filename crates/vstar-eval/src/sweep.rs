@@ -62,6 +62,10 @@ pub struct SweepSpec {
     pub images_per_prompt: usize,
     #[serde(default = "default_steps")]
     pub steps: usize,
+    /// A transformers CLIPModel folder: adds CLIP-T and CLIP-I to every cell.
+    pub clip: Option<PathBuf>,
+    /// A transformers DINO (ViTModel) or DINOv2 folder: adds DINO to every cell.
+    pub dino: Option<PathBuf>,
     pub method: Vec<MethodSpec>,
 }
 
@@ -217,6 +221,7 @@ pub fn run(spec_path: &Path, out: &Path, shard: Shard, log: &mut dyn FnMut(&str)
     };
     let mut model = tr.base_model(&dev)?;
     tr.attach(&mut model)?;
+    let real = tr.real_metrics(spec.clip.as_deref(), spec.dino.as_deref(), &dev)?;
     let cell_dir = out.join("cells");
     std::fs::create_dir_all(&cell_dir).map_err(|e| Error::Msg(format!("{}: {e}", cell_dir.display())))?;
     let about = serde_json::json!({
@@ -237,6 +242,7 @@ pub fn run(spec_path: &Path, out: &Path, shard: Shard, log: &mut dyn FnMut(&str)
         steps: spec.steps,
         seeds: &spec.seeds,
         out,
+        real: real.as_ref(),
     };
     let (mut ran, mut skipped) = (0, 0);
     let mine: Vec<&Cell> =

@@ -3,6 +3,7 @@
 //! its own training images, and the model with its adapters loaded on demand.
 
 use crate::judges::{centroid, Judges};
+use crate::real_metrics::{read_references, RealMetrics};
 use candle_core::{Device, Error, Result, Tensor};
 use std::path::{Path, PathBuf};
 use vstar_diffusion::images;
@@ -44,18 +45,23 @@ impl TrainRun {
             )));
         }
         let judges = Judges::load(&model_dir, dev)?;
-        let refs: Vec<Tensor> = record["images"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|f| f.as_str())
-            .map(|f| images::from_rgb(&images::load(Path::new(f), 32, 32)?, dev))
+        let refs: Vec<Tensor> = reference_files(&record)
+            .iter()
+            .map(|f| images::from_rgb(&images::load(f, 32, 32)?, dev))
             .collect::<Result<_>>()?;
         if refs.is_empty() {
             return Err(Error::Msg(format!("{}: lists no training images", p.display())));
         }
         let centroid = centroid(&judges, &Tensor::stack(&refs, 0)?)?;
         Ok(Self { dir: dir.to_path_buf(), record, token, class, model_dir, judges, centroid })
+    }
+
+    /// CLIP-T / CLIP-I / DINO against the run's training images with the user's encoders
+    /// (None when neither folder is given).
+    pub fn real_metrics(&self, clip: Option<&Path>, dino: Option<&Path>, dev: &Device) -> Result<Option<RealMetrics>> {
+        let files = reference_files(&self.record);
+        let refs = read_references(&files.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+        RealMetrics::load(clip, dino, &refs, dev)
     }
 
     /// The base model (no adapters).
@@ -70,4 +76,9 @@ impl TrainRun {
             .map(|f| Ok((f.clone(), vstar_nn::adapters::load_adapter(&f, model, 1.0)?)))
             .collect()
     }
+}
+
+/// The subject images a run record lists.
+fn reference_files(record: &serde_json::Value) -> Vec<PathBuf> {
+    record["images"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).map(PathBuf::from).collect()
 }

@@ -188,3 +188,35 @@ fn folders_that_are_not_encoders_are_named() {
     let e = ClipScorer::load(&model_dir("dino-vit"), &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("dino-vit/model/config.json") && e.contains("full CLIPModel"), "{e}");
 }
+
+/// RealMetrics (what eval and sweep add per image) is the encoders' own figures: DINO and
+/// CLIP-I = each image's mean cosine to every reference, CLIP-T = the image with its prompt.
+#[test]
+fn real_metrics_are_the_encoders_figures_per_image() {
+    use vstar_eval::real_metrics::RealMetrics;
+    let dev = Device::Cpu;
+    let (refs, gen) = (vec![images()[0].clone()], vec![images()[1].clone(), images()[0].clone(), images()[1].clone()]);
+    let (clip_dir, dino_dir) = (model_dir("clip"), model_dir("dinov2"));
+    let m = RealMetrics::load(Some(&clip_dir), Some(&dino_dir), &refs, &dev).unwrap().unwrap();
+    let prompt = "a photo of a dog";
+    let scores: HashMap<&str, Vec<f64>> = m.score(&gen, prompt).unwrap().into_iter().collect();
+    let clip = ClipScorer::load(&clip_dir, &dev).unwrap();
+    let want_t = clip.clip_t(&gen, &[prompt; 3]).unwrap();
+    let dino = ImageEncoder::load(&dino_dir, &dev).unwrap();
+    for (name, enc) in [("clip_i", &clip.image), ("dino", &dino)] {
+        let (g, r) = (enc.embed(&gen).unwrap(), enc.embed(&refs).unwrap());
+        for (i, got) in scores[name].iter().enumerate() {
+            let want = mean_pairwise_cosine(&g.narrow(0, i, 1).unwrap(), &r).unwrap();
+            assert!((got - want).abs() < 1e-6, "{name} image {i}: {got} vs {want}");
+        }
+        // Image 1 is the reference itself; images 0 and 2 another picture.
+        let s = &scores[name];
+        assert!((s[1] - 1.0).abs() < 1e-5 && (s[0] - s[2]).abs() < 1e-6 && s[0] < s[1] - 1e-5, "{name}: {s:?}");
+    }
+    for (got, want) in scores["clip_t"].iter().zip(&want_t) {
+        assert!((got - want).abs() < 1e-6, "clip_t {got} vs {want}");
+    }
+    assert!(RealMetrics::load(None, None, &refs, &dev).unwrap().is_none());
+    let err = RealMetrics::load(None, Some(&clip_dir.join("missing")), &refs, &dev).err().unwrap().to_string();
+    assert!(err.contains("missing") && err.contains("no such folder"), "{err}");
+}

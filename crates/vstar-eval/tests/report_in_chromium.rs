@@ -22,6 +22,7 @@ fn result(method: &str, identity: f64, recall: f64, image: &str) -> MethodResult
         identity,
         recall,
         superclass: 1.0,
+        real: [("dino".to_string(), identity / 2.0)].into(),
         cost_per_image: Cost { unet_calls: 30, unet_rows: 60 },
         seconds_per_image: 0.5,
         images: vec![vec![image.into()]],
@@ -50,6 +51,9 @@ fn report_renders_its_plot_and_grid() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("id=\"claims\"") && html.contains("mixed sampling raises prompt-element recall"));
     assert!(html.contains("not measured"), "ProFusion was not run: its claim is not measured");
+    // The real-encoder metric each result carries is a column of the table and the CSV.
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    assert!(html.contains("<th>dino</th>") && csv.lines().next().unwrap().ends_with(",dino"), "{csv}");
     let shot = dir.join("shot.png");
     let out = Command::new(browser())
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,1400"])

@@ -53,6 +53,12 @@ enum Command {
         /// their elements are read from Toyland's wording.
         #[arg(long)]
         prompt: Vec<String>,
+        /// A transformers CLIPModel folder: also score CLIP-T and CLIP-I.
+        #[arg(long)]
+        clip: Option<std::path::PathBuf>,
+        /// A transformers DINO (ViTModel) or DINOv2 folder: also score DINO.
+        #[arg(long)]
+        dino: Option<std::path::PathBuf>,
     },
     /// Image-Alchemy on a `vstar train` run, judged on Toyland: stage 1, final (Gaussian and
     /// exp-decay blur) and plain LoRA sampling, same seeds; the attention mask's IoU on renders.
@@ -132,13 +138,14 @@ fn eval(
     prompts: usize,
     per: usize,
     custom: &[String],
+    encoders: &vstar_eval::run_eval::EncoderDirs,
 ) -> anyhow::Result<()> {
     if prompts == 0 || per == 0 {
         anyhow::bail!("--prompts and --images-per-prompt must be at least 1");
     }
     let size =
         vstar_eval::run_eval::EvalSize { prompts, images_per_prompt: per, ..vstar_eval::run_eval::EvalSize::full() };
-    let out = vstar_eval::run_eval::run(run, model, &size, custom, &mut |l| eprintln!("{l}"))?;
+    let out = vstar_eval::run_eval::run(run, model, &size, custom, encoders, &mut |l| eprintln!("{l}"))?;
     let (b, f) = (&out["base"], &out["fine_tuned"]);
     println!("| method | steps | train s | identity (base -> tuned) | recall (base -> tuned) |");
     println!(
@@ -151,6 +158,15 @@ fn eval(
         b["recall"].as_f64().unwrap_or(f64::NAN),
         f["recall"].as_f64().unwrap_or(f64::NAN)
     );
+    if let Some(real) = f["real"].as_object() {
+        for (k, v) in real {
+            println!(
+                "{k} (base -> tuned): {:.3} -> {:.3}",
+                b["real"][k].as_f64().unwrap_or(f64::NAN),
+                v.as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
     Ok(())
 }
 
@@ -189,8 +205,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { out, model, quick, train_steps, methods } => demo(out, model, quick, train_steps, methods),
-        Command::Eval { run, model, prompts, images_per_prompt, prompt } => {
-            eval(&run, model.as_deref(), prompts, images_per_prompt, &prompt)
+        Command::Eval { run, model, prompts, images_per_prompt, prompt, clip, dino } => {
+            let encoders = vstar_eval::run_eval::EncoderDirs { clip, dino };
+            eval(&run, model.as_deref(), prompts, images_per_prompt, &prompt, &encoders)
         }
         Command::EvalAlchemy(args) => eval_alchemy::run(args),
         Command::Sweep { spec, out, shard, shards } => sweep(&spec, &out, shard.as_deref(), shards),

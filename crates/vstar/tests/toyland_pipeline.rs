@@ -86,15 +86,46 @@ fn pretrain_smoke_then_sample_train_and_check() {
         vstar(&["eval", out.to_str().unwrap(), "--model", m, "--prompts", "1", "--images-per-prompt", "1"]);
     assert!(ok, "{err}");
     assert!(stdout.contains("| lora | 2 |") && out.join("eval.json").exists(), "{stdout}");
+    // With the user's encoders (tiny random transformers folders): CLIP-T, CLIP-I and DINO
+    // for the base and the tuned model; a missing folder is named.
+    let vision = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vision");
+    let (clip, dino) = (vision.join("clip/model"), vision.join("dinov2/model"));
+    let run = out.to_str().unwrap();
+    let (ok, stdout, err) = vstar(&[
+        "eval",
+        run,
+        "--model",
+        m,
+        "--prompts",
+        "1",
+        "--images-per-prompt",
+        "1",
+        "--clip",
+        clip.to_str().unwrap(),
+        "--dino",
+        dino.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    for side in ["base", "fine_tuned"] {
+        for k in ["clip_t", "clip_i", "dino"] {
+            let v = json[side]["real"][k].as_f64().unwrap_or(f64::NAN);
+            assert!((-1.0..=1.0).contains(&v), "{side} {k} = {v}: {stdout}");
+        }
+    }
+    assert!(stdout.contains("dino (base -> tuned)"), "{stdout}");
+    let (ok, _, err) = vstar(&["eval", run, "--model", m, "--prompts", "1", "--dino", "/nonexistent/dino"]);
+    assert!(!ok && err.contains("/nonexistent/dino: no such folder"), "{err}");
     // A sweep in two shards: 3 cells; the second shard finishes it and writes the report; a
     // rerun skips every cell; a bad spec names the key and its line.
     let spec = dir.join("sweep.toml");
     std::fs::write(
         &spec,
         format!(
-            "adapter = {:?}\nprompts = 1\nimages_per_prompt = 1\nsteps = 2\n[[method]]\nname = \"concept\"\nguidance = 5.0\n\
-             [[method]]\nname = \"pg\"\nomega = [0.0, 1.0]\n",
-            out.to_str().unwrap()
+            "adapter = {:?}\nprompts = 1\nimages_per_prompt = 1\nsteps = 2\ndino = {:?}\n[[method]]\nname = \"concept\"\n\
+             guidance = 5.0\n[[method]]\nname = \"pg\"\nomega = [0.0, 1.0]\n",
+            out.to_str().unwrap(),
+            dino.to_str().unwrap()
         ),
     )
     .unwrap();
@@ -110,6 +141,9 @@ fn pretrain_smoke_then_sample_train_and_check() {
     assert!(ok && stdout.trim().ends_with("index.html"), "{err}");
     let page = std::fs::read_to_string(sw.join("index.html")).unwrap();
     assert!(page.contains("pg_omega=0") && page.contains("pg_omega=1") && page.contains("class=\"front\""));
+    let cell: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sw.join("cells/pg_omega=1.json")).unwrap()).unwrap();
+    assert!(cell["real"]["dino"].as_f64().is_some_and(|v| (-1.0..=1.0).contains(&v)), "{cell}");
     let (ok, _, err) = sweep(&[]);
     assert!(ok && err.contains("0 cells run, 3 already done"), "{err}");
     std::fs::write(
