@@ -142,9 +142,6 @@ impl TrainSpec {
                 return bad(format!("--subject: the token {:?} is used by two subjects; give each its own", s.token));
             }
         }
-        if subjects.len() > 1 && self.prior_images > 0 {
-            return bad("--prior-images: prior preservation is for one subject; drop it or the --subject flags".into());
-        }
         if !(self.lr > 0.0 && self.lr < 1.0) {
             return bad(format!("--lr {}: must be in (0, 1)", self.lr));
         }
@@ -242,13 +239,26 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
     let encode = |model: &Model, p: &str| -> Result<Tensor> { Ok(model.encode(&[p], (side, side), None)?.context) };
     // Class images and PALP's pretrained-branch prompts come from the base model: before any
     // trainable delta or token is attached.
-    let class = if spec.prior_images > 0 {
-        let dir = spec.class_images.clone().unwrap_or_else(|| spec.out.join("class_images"));
-        let dir = prior::ensure_class_images(model, &spec.class, spec.prior_images, &dir, spec.seed + 10_000, log)?;
-        Some(SubjectImages::load(&dir, model, side)?)
-    } else {
-        None
-    };
+    // One class-image set per distinct class word (a subfolder each when there are several).
+    let mut class_words: Vec<&str> = vec![];
+    for s in &subjects {
+        if !class_words.contains(&s.class.as_str()) {
+            class_words.push(&s.class);
+        }
+    }
+    let mut priors = vec![];
+    if spec.prior_images > 0 {
+        let root = spec.class_images.clone().unwrap_or_else(|| spec.out.join("class_images"));
+        for (i, &word) in class_words.iter().enumerate() {
+            let dir = if class_words.len() == 1 { root.clone() } else { root.join(word) };
+            let seed = spec.seed + 10_000 + 1000 * i as u64;
+            let dir = prior::ensure_class_images(model, word, spec.prior_images, &dir, seed, log)?;
+            priors.push((SubjectImages::load(&dir, model, side)?, prior::class_prompt(word)));
+        }
+    }
+    // Subject k's prior set.
+    let prior_of: Vec<usize> =
+        subjects.iter().map(|s| class_words.iter().position(|w| *w == s.class).expect("listed")).collect();
     let palp_w0 = match &spec.palp {
         Some(p) => Some((encode(model, "")?, encode(model, &spec.clean_target(&p.target)?)?)),
         None => None,
@@ -259,7 +269,6 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
     let trainable = Trainable::attach(model, &set, spec.seed)?;
     let model: &Model = model;
     let prompts: Vec<String> = subjects.iter().map(Subject::instance_prompt).collect();
-    let class_prompt = prior::class_prompt(&spec.class);
     // Prompts through the fine-tuned text encoder: encoded once unless its output trains.
     let fixed = |p: &str| -> Result<Option<Tensor>> {
         if trainable.trains_text() {
@@ -270,7 +279,7 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
     };
     // Only what this run uses: the class prompt with prior preservation, "" with PALP.
     let fixed_contexts = prompts.iter().map(|p| fixed(p)).collect::<Result<Vec<_>>>()?;
-    let fixed_class = if class.is_some() { fixed(&class_prompt)? } else { None };
+    let fixed_class = priors.iter().map(|(_, p)| fixed(p)).collect::<Result<Vec<_>>>()?;
     let fixed_null = if spec.palp.is_some() { fixed("")? } else { None };
     let current = |fixed: &Option<Tensor>, p: &str| match fixed {
         Some(c) => Ok(c.clone()),
@@ -300,7 +309,7 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
         let (xt, target) = denoise.noisy_and_target(&z, &eps, &t)?;
         let mut metrics: Metrics = vec![];
         // Instance and class rows share one UNet call.
-        let (pred, mut loss) = match &class {
+        let (pred, mut loss) = match priors.get(prior_of[k]) {
             None => {
                 let pred = model.unet.forward(
                     &xt,
@@ -312,8 +321,8 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
                 let loss = denoise.loss(&pred, &target, &t)?;
                 (pred, loss)
             }
-            Some(imgs) => {
-                let class_ctx = current(&fixed_class, &class_prompt)?;
+            Some((imgs, class_prompt)) => {
+                let class_ctx = current(&fixed_class[prior_of[k]], class_prompt)?;
                 let zc = draw(imgs, model, &mut rng, &mut noise, b)?;
                 let tc = timesteps(&mut rng, &denoise, b);
                 let (xc, target_c) = denoise.noisy_and_target(&zc, &noise.randn(zc.shape(), &model.device)?, &tc)?;

@@ -251,8 +251,31 @@ fn multi_subject_palp_learns_a_token_per_subject() {
         train(&mut load(), &s, &mut |_| {}).err().expect("refused").to_string()
     };
     assert!(refused(&|s| s.more_subjects = vec![subject("<sks>")]).contains("used by two subjects"));
-    assert!(refused(&|s| s.prior_images = 2).contains("--prior-images"));
     assert!(
         refused(&|s| s.palp = Some(palp("a sketch of <sks> dog", 7.5))).contains("must contain the token \"<kit>\"")
     );
+}
+
+/// Multi-subject prior preservation: one class-image set per class word, in a subfolder each,
+/// and every step's prior term uses its subject's class.
+#[test]
+fn multi_subject_prior_preservation_keeps_a_class_set_per_class() {
+    let dir = tmp("multi_prior");
+    let img = images(&dir.join("img"));
+    let more = |token: &str, class: &str| vstar_train::personalize::Subject {
+        images: img.clone(),
+        token: token.into(),
+        class: class.into(),
+    };
+    let mut s = spec(&img, &dir.join("run"), "lora", 2);
+    s.more_subjects = vec![more("<kit>", "cat"), more("<rex>", "dog")];
+    s.prior_images = 1;
+    let mut lines = vec![];
+    train(&mut load(), &s, &mut |l| lines.push(l.to_string())).unwrap();
+    let generated: Vec<&String> = lines.iter().filter(|l| l.contains("generating 1 class images")).collect();
+    assert_eq!(generated.len(), 2, "dog and cat once each: {lines:?}");
+    for class in ["dog", "cat"] {
+        assert!(dir.join(format!("run/class_images/{class}/0000.png")).exists(), "{class}");
+    }
+    assert!(lines.iter().any(|l| l.contains("step") && l.contains(" prior ")), "{lines:?}");
 }

@@ -51,7 +51,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Prior preservation: this many class images ("a photo of a <class>") from the base
-    /// model, generated once into --class-images (default OUT/class_images).
+    /// model, generated once into --class-images (default OUT/class_images; one subfolder
+    /// per class word when --subject flags bring several classes).
     #[arg(long, default_value_t = 0)]
     prior_images: usize,
     #[arg(long, default_value_t = 1.0)]
