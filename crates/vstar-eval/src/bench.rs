@@ -32,9 +32,11 @@ impl EvalPrompt {
         Self { concept: p.text(class, Some(token)), clean: p.text(class, None), elements: p.elements }
     }
 
-    /// A user's prompt in Toyland's wording (its elements read from the words).
-    pub fn from_text(text: &str, token: &str) -> Result<Self> {
-        Ok(Self { concept: text.to_string(), clean: superclass_prompt(text, token)?, elements: Elements::parse(text) })
+    /// A user's prompt in Toyland's wording (its elements read from the words); a template's
+    /// `{}` (a prompt-set line) becomes "<token> <class>".
+    pub fn from_text(text: &str, token: &str, class: Superclass) -> Result<Self> {
+        let text = crate::prompt_sets::fill(text, &format!("{token} {}", class.word()));
+        Ok(Self { clean: superclass_prompt(&text, token)?, elements: Elements::parse(&text), concept: text })
     }
 }
 

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod encoders;
 pub mod image_processor;
 pub mod judges;
+pub mod prompt_sets;
 pub mod real_metrics;
 pub mod report;
 pub mod run_eval;

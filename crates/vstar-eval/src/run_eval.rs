@@ -58,7 +58,7 @@ fn eval_prompts(custom: &[String], token: &str, class: Superclass, n: usize) -> 
     if custom.is_empty() {
         return Ok(prompts(n).iter().map(|p| EvalPrompt::from_toybooth(p, class, token)).collect());
     }
-    custom.iter().map(|c| EvalPrompt::from_text(c, token)).collect()
+    custom.iter().map(|c| EvalPrompt::from_text(c, token, class)).collect()
 }
 
 /// The base model on the clean prompts ("superclass" = CFG with the class word alone), or

@@ -30,6 +30,8 @@ use vstar_diffusion::images;
 pub enum PromptSet {
     Toybooth(usize),
     List(Vec<String>),
+    /// A shipped prompt set (`prompts/<name>.txt`) or a prompt file's path.
+    Named(String),
 }
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -162,6 +164,10 @@ impl SweepSpec {
                 )));
             }
         }
+        if let PromptSet::Named(set) = &spec.prompts {
+            crate::prompt_sets::read(set)
+                .map_err(|e| Error::Msg(format!("{}:{}: {e}", path.display(), line_of(&text, "prompts"))))?;
+        }
         Ok((spec, cells))
     }
 
@@ -217,7 +223,11 @@ pub fn run(spec_path: &Path, out: &Path, shard: Shard, log: &mut dyn FnMut(&str)
         PromptSet::Toybooth(n) => {
             toybooth_prompts(*n).iter().map(|p| EvalPrompt::from_toybooth(p, class, token)).collect()
         }
-        PromptSet::List(l) => l.iter().map(|p| EvalPrompt::from_text(p, token)).collect::<Result<_>>()?,
+        PromptSet::List(l) => l.iter().map(|p| EvalPrompt::from_text(p, token, class)).collect::<Result<_>>()?,
+        PromptSet::Named(set) => crate::prompt_sets::read(set)?
+            .iter()
+            .map(|p| EvalPrompt::from_text(p, token, class))
+            .collect::<Result<_>>()?,
     };
     let mut model = tr.base_model(&dev)?;
     tr.attach(&mut model)?;
@@ -289,4 +299,26 @@ pub fn collect(dir: &Path) -> Result<(serde_json::Value, Vec<MethodResult>, Vec<
         }
     }
     Ok((about, results, missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(prompts: &str) -> Result<(SweepSpec, Vec<Cell>)> {
+        let dir = std::env::temp_dir().join(format!("vstar-sweep-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.toml", prompts.len()));
+        std::fs::write(&path, format!("adapter = \"run\"\nprompts = {prompts}\n[[method]]\nname = \"cfg\"\n")).unwrap();
+        SweepSpec::read(&path)
+    }
+
+    #[test]
+    fn a_named_prompt_set_is_read_and_a_wrong_name_is_reported_with_its_line() {
+        let (spec, _) = spec_with("\"vico_live\"").unwrap();
+        let PromptSet::Named(name) = &spec.prompts else { panic!("not a named set: {:?}", spec.prompts) };
+        assert_eq!(crate::prompt_sets::read(name).unwrap().len(), 31);
+        let err = spec_with("\"vico_alive\"").unwrap_err().to_string();
+        assert!(err.contains(":2:") && err.contains("vico_alive"), "{err}");
+    }
 }

@@ -53,6 +53,11 @@ enum Command {
         /// their elements are read from Toyland's wording.
         #[arg(long)]
         prompt: Vec<String>,
+        /// Judge a prompt set instead: a shipped one (dreambooth_live, dreambooth_object,
+        /// vico_live, vico_object, complex, palp_elements) or a file, one prompt per line with
+        /// the subject as {}
+        #[arg(long, conflicts_with = "prompt")]
+        prompt_set: Option<String>,
         /// A transformers CLIPModel folder: also score CLIP-T and CLIP-I.
         #[arg(long)]
         clip: Option<std::path::PathBuf>,
@@ -205,9 +210,13 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { out, model, quick, train_steps, methods } => demo(out, model, quick, train_steps, methods),
-        Command::Eval { run, model, prompts, images_per_prompt, prompt, clip, dino } => {
+        Command::Eval { run, model, prompts, images_per_prompt, prompt, prompt_set, clip, dino } => {
             let encoders = vstar_eval::run_eval::EncoderDirs { clip, dino };
-            eval(&run, model.as_deref(), prompts, images_per_prompt, &prompt, &encoders)
+            let custom = match prompt_set {
+                Some(set) => vstar_eval::prompt_sets::read(&set).map_err(|e| anyhow::anyhow!("--prompt-set: {e}")),
+                None => Ok(prompt),
+            };
+            custom.and_then(|c| eval(&run, model.as_deref(), prompts, images_per_prompt, &c, &encoders))
         }
         Command::EvalAlchemy(args) => eval_alchemy::run(args),
         Command::Sweep { spec, out, shard, shards } => sweep(&spec, &out, shard.as_deref(), shards),

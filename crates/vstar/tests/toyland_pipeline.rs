@@ -116,6 +116,16 @@ fn pretrain_smoke_then_sample_train_and_check() {
     assert!(stdout.contains("dino (base -> tuned)"), "{stdout}");
     let (ok, _, err) = vstar(&["eval", run, "--model", m, "--prompts", "1", "--dino", "/nonexistent/dino"]);
     assert!(!ok && err.contains("/nonexistent/dino: no such folder"), "{err}");
+    // A prompt file (the subject as {}) is judged with the run's token and class; a bad set is named.
+    let set = dir.join("my_prompts.txt");
+    std::fs::write(&set, "# mine\na {} in the snow\n").unwrap();
+    let (ok, _, err) =
+        vstar(&["eval", run, "--model", m, "--images-per-prompt", "1", "--prompt-set", set.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(json["prompts"], serde_json::json!(["a sks dog in the snow"]));
+    let (ok, _, err) = vstar(&["eval", run, "--model", m, "--prompt-set", "vico_alive"]);
+    assert!(!ok && err.contains("--prompt-set: prompt set 'vico_alive'") && err.contains("vico_live"), "{err}");
     // A sweep in two shards: 3 cells; the second shard finishes it and writes the report; a
     // rerun skips every cell; a bad spec names the key and its line.
     let spec = dir.join("sweep.toml");
