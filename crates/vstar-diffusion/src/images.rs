@@ -44,10 +44,18 @@ pub fn resize_crop(img: &RgbImage, height: u32, width: u32) -> RgbImage {
 /// Writes bytes to `path` through a temporary file and a rename, so a crash never leaves a
 /// half-written file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |tmp| {
+        std::fs::write(tmp, bytes).map_err(|e| Error::Msg(format!("{}: cannot write ({e})", tmp.display())))
+    })
+}
+
+/// `write_atomic` for writers that take a path (safetensors): `write` fills a temporary file
+/// beside `path`, which then replaces `path`.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::Msg(format!("{}: cannot create folder ({e})", dir.display())))?;
     let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::Msg(format!("{}: cannot write ({e})", tmp.display())))?;
+    write(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::Msg(format!("{}: cannot write ({e})", path.display())))
 }
 

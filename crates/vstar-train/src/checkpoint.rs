@@ -16,12 +16,6 @@ fn io(path: &Path, e: std::io::Error) -> Error {
     Error::Msg(format!("{}: {e}", path.display()))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
-}
-
 impl Checkpoint {
     /// Saves under `dir/step-N/` and points `dir/latest.json` at it; keeps the previous one
     /// until the new one is published, then removes older step folders.
@@ -40,7 +34,10 @@ impl Checkpoint {
             .map_err(|e| io(&staging, e))?;
         let _ = std::fs::remove_dir_all(&target);
         std::fs::rename(&staging, &target).map_err(|e| io(&target, e))?;
-        write_atomic(&dir.join("latest.json"), serde_json::json!({ "latest": name }).to_string().as_bytes())?;
+        vstar_diffusion::images::write_atomic(
+            &dir.join("latest.json"),
+            serde_json::json!({ "latest": name }).to_string().as_bytes(),
+        )?;
         for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))?.flatten() {
             let n = entry.file_name().to_string_lossy().to_string();
             if n.starts_with("step-") && n != name {

@@ -5,12 +5,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
 use std::path::Path;
-
-fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    write(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))
-}
+use vstar_diffusion::images::write_atomic_with;
 
 /// Writes `dir/config.json` and `dir/<file>` (weights in f16).
 pub fn save(dir: &Path, file: &str, config: &serde_json::Value, weights: &HashMap<String, Tensor>) -> Result<()> {
@@ -18,9 +13,9 @@ pub fn save(dir: &Path, file: &str, config: &serde_json::Value, weights: &HashMa
     std::fs::create_dir_all(dir).map_err(io)?;
     let half: HashMap<String, Tensor> =
         weights.iter().map(|(k, v)| Ok((k.clone(), v.to_dtype(DType::F16)?))).collect::<Result<_>>()?;
-    write_atomic(&dir.join(file), |p| candle_core::safetensors::save(&half, p))?;
+    write_atomic_with(&dir.join(file), |p| candle_core::safetensors::save(&half, p))?;
     let text = serde_json::to_string_pretty(config).expect("json value");
-    write_atomic(&dir.join("config.json"), |p| std::fs::write(p, text).map_err(io))
+    vstar_diffusion::images::write_atomic(&dir.join("config.json"), text.as_bytes())
 }
 
 /// The weights of `dir/<file>` as f32, if the file exists.
