@@ -1,12 +1,12 @@
 //! Stages 2 and 6: CLIP stand-ins. A CLIP text transformer and an image tower trained with
-//! CLIP's symmetric contrastive loss on captioned renders. The conditioning one gives the
-//! frozen `text_encoder/`; the evaluation one (other seed, other sizes) scores CLIP-T/CLIP-I.
+//! CLIP's symmetric contrastive loss on captioned renders. The conditioning one starts the
+//! text encoder; the evaluation one (other seed, other sizes) scores CLIP-T/CLIP-I.
 
 use super::contrastive::info_nce;
 use super::data;
-use super::layout::{Layout, WEIGHTS_TRANSFORMERS};
+use super::layout::Layout;
 use super::tower::{ImageTower, TowerConfig};
-use super::{optim, store, Pretrain, StageSpec};
+use super::{optim, store, Output, Pretrain, StageSpec};
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
@@ -98,9 +98,8 @@ fn train_clip(
     let spec = StageSpec {
         name,
         id: stage,
-        dir: dir.to_path_buf(),
-        file: FILE,
-        config,
+        outputs: Output::whole(dir.to_path_buf(), FILE, config),
+        init: HashMap::new(),
         steps,
         optim: optim(1e-3, steps),
         ema: None,
@@ -138,9 +137,9 @@ pub fn eval_sizes() -> Sizes {
     }
 }
 
-/// Stage 2: the conditioning CLIP; writes `text_encoder/` (the text tower alone, as
-/// CLIPTextModel) and returns it frozen.
-pub fn train_conditioning(p: &Pretrain, layout: &Layout) -> Result<ClipTextModel> {
+/// Stage 2: the conditioning CLIP. Returns its text tower's weights (CLIPTextModel names) and
+/// config: the UNet stage starts the text encoder from them and writes `text_encoder/`.
+pub fn train_conditioning(p: &Pretrain, layout: &Layout) -> Result<(HashMap<String, Tensor>, serde_json::Value)> {
     let sizes = conditioning_sizes();
     let w =
         train_clip(p, "conditioning-clip", 2 + 10, &layout.oracle("conditioning_clip"), &sizes, p.recipe.clip_steps)?;
@@ -151,10 +150,7 @@ pub fn train_conditioning(p: &Pretrain, layout: &Layout) -> Result<ClipTextModel
         })
         .collect();
     let tok = ClipTokenizer::from_dir(&layout.tokenizer())?;
-    let json = text_config(&tok, &sizes, false);
-    store::save(&layout.text_encoder(), WEIGHTS_TRANSFORMERS, &json, &text)?;
-    let cfg: ClipTextConfig = serde_json::from_value(json).expect("valid CLIP config");
-    ClipTextModel::new(&cfg, store::frozen(&text, &p.dev))
+    Ok((text, text_config(&tok, &sizes, false)))
 }
 
 /// Stage 6: the evaluation CLIP (`oracles/eval_clip/`).

@@ -2,10 +2,10 @@
 //! vstar's own model code, in stages, into a diffusers-layout folder:
 //!
 //! 1. `vae/` - AutoencoderKL, 32 px renders to 8x8x4 latents;
-//! 2. `text_encoder/` - a CLIP text transformer trained contrastively against an image tower,
-//!    then frozen (as SD freezes CLIP);
-//! 3. `unet/` - the text-to-image UNet on the frozen VAE's latents (epsilon, min-SNR, EMA,
-//!    10% empty captions for classifier-free guidance);
+//! 2. a CLIP text transformer trained contrastively against an image tower;
+//! 3. `unet/` and `text_encoder/` - the text-to-image UNet on the frozen VAE's latents, trained
+//!    with the text encoder started from (2) (epsilon, min-SNR, EMA, 10% empty captions for
+//!    classifier-free guidance);
 //! 4. `oracles/attribute`, `oracles/identity` - judges trained on renders only;
 //! 5. `oracles/eval_clip` - a second CLIP (other seed and sizes) for CLIP-T / CLIP-I stand-ins.
 //!
@@ -56,13 +56,13 @@ pub struct Recipe {
 impl Recipe {
     pub fn full() -> Self {
         Self {
-            vae_steps: 600,
+            vae_steps: 1600,
             clip_steps: 300,
             unet_steps: 1200,
             attribute_steps: 1500,
             identity_steps: 1500,
             eval_clip_steps: 300,
-            vae_batch: 32,
+            vae_batch: 16,
             batch: 48,
             oracle_batch: 32,
             checkpoint_every: 100,
@@ -101,12 +101,53 @@ pub(crate) struct StageSpec<'s> {
     pub name: &'s str,
     /// Stage number: seeds its data stream and its initialisation.
     pub id: u64,
-    pub dir: PathBuf,
-    pub file: &'s str,
-    pub config: serde_json::Value,
+    /// Where the trained weights go (several folders when one stage trains several models).
+    pub outputs: Vec<Output<'s>>,
+    /// Starting weights by var name, in place of the seeded initialisation.
+    pub init: HashMap<String, Tensor>,
     pub steps: usize,
     pub optim: AdamWConfig,
     pub ema: Option<f64>,
+}
+
+/// One folder of a stage's result: the vars named `prefix...`, written without the prefix.
+pub(crate) struct Output<'s> {
+    pub prefix: &'s str,
+    pub dir: PathBuf,
+    pub file: &'s str,
+    pub config: serde_json::Value,
+}
+
+impl<'s> Output<'s> {
+    /// All of the stage's vars in one folder.
+    pub fn whole(dir: PathBuf, file: &'s str, config: serde_json::Value) -> Vec<Self> {
+        vec![Self { prefix: "", dir, file, config }]
+    }
+
+    fn load(&self, dev: &Device) -> Result<Option<HashMap<String, Tensor>>> {
+        Ok(store::load(&self.dir, self.file, dev)?
+            .map(|w| w.into_iter().map(|(k, v)| (format!("{}{k}", self.prefix), v)).collect()))
+    }
+
+    fn save(&self, weights: &HashMap<String, Tensor>) -> Result<()> {
+        let mine = weights
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(self.prefix).map(|k| (k.to_string(), v.clone())))
+            .collect();
+        store::save(&self.dir, self.file, &self.config, &mine)
+    }
+}
+
+/// The weights of every output, if all were written.
+fn load_outputs(outputs: &[Output], dev: &Device) -> Result<Option<HashMap<String, Tensor>>> {
+    let mut all = HashMap::new();
+    for o in outputs {
+        match o.load(dev)? {
+            Some(w) => all.extend(w),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(all))
 }
 
 impl Pretrain<'_> {
@@ -133,7 +174,7 @@ impl Pretrain<'_> {
         layout.write_static_files()?;
         let vae = vae_stage::train(self, &layout)?;
         let text = clip_stage::train_conditioning(self, &layout)?;
-        unet_stage::train(self, &layout, &vae, &text)?;
+        unet_stage::train(self, &layout, &vae, text)?;
         oracle_stage::train_attribute(self, &layout)?;
         oracle_stage::train_identity(self, &layout)?;
         clip_stage::train_eval(self, &layout)?;
@@ -146,22 +187,27 @@ impl Pretrain<'_> {
         Ok(layout)
     }
 
-    /// Trains `build`'s model with `step` unless `spec.dir/spec.file` already exists; returns
-    /// the final (EMA when set) weights either way.
+    /// Trains `build`'s model with `step` unless its outputs already exist; returns the final
+    /// (EMA when set) weights, by var name, either way.
     pub(crate) fn stage<M>(
         &self,
         spec: StageSpec,
         build: impl Fn(VarBuilder) -> Result<M>,
         mut step: impl FnMut(&M, usize) -> Result<(Tensor, Metrics)>,
     ) -> Result<HashMap<String, Tensor>> {
-        if let Some(w) = store::load(&spec.dir, spec.file, &self.dev)? {
-            (self.log)(&format!("{}: already trained ({})", spec.name, spec.dir.display()));
+        if let Some(w) = load_outputs(&spec.outputs, &self.dev)? {
+            (self.log)(&format!("{}: already trained ({})", spec.name, spec.outputs[0].dir.display()));
             return Ok(w);
         }
         let vm = VarMap::new();
         let model = build(VarBuilder::from_varmap(&vm, candle_core::DType::F32, &self.dev))?;
         let vars = store::named_vars(&vm);
         vstar_train::init::reseed(&vars, self.seed ^ (spec.id << 32))?;
+        for (name, var, _) in &vars {
+            if let Some(t) = spec.init.get(name) {
+                var.set(t)?;
+            }
+        }
         let params: usize = vars.iter().map(|(_, v, _)| v.elem_count()).sum();
         (self.log)(&format!("{}: {:.2} M parameters, {} steps", spec.name, params as f64 / 1e6, spec.steps));
         let config = RunConfig {
@@ -176,11 +222,14 @@ impl Pretrain<'_> {
         };
         let mut run = Run::new(vars, config)?;
         run.train(&mut |l| (self.log)(l), |s| step(&model, s))?;
-        store::save(&spec.dir, spec.file, &spec.config, &run.weights())?;
+        let weights = run.weights();
+        for o in &spec.outputs {
+            o.save(&weights)?;
+        }
         // What was written (f16), not the f32 in memory: later stages then see the same weights
         // whether this stage ran now or in an earlier, interrupted process.
-        store::load(&spec.dir, spec.file, &self.dev)?
-            .ok_or_else(|| candle_core::Error::Msg(format!("{}: not written", spec.dir.display())))
+        load_outputs(&spec.outputs, &self.dev)?
+            .ok_or_else(|| candle_core::Error::Msg(format!("{}: not written", spec.outputs[0].dir.display())))
     }
 }
 
@@ -193,4 +242,60 @@ pub(crate) fn optim(lr: f64, steps: usize) -> AdamWConfig {
 /// Rough check that a folder is a finished pretraining output.
 pub fn is_complete(dir: &Path) -> bool {
     Layout::new(dir).is_complete()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two linears under `a.` and `b.`: each lands in its own folder without its prefix, `a.`
+    /// starts from the given weights, and a rerun reads both back instead of training.
+    #[test]
+    fn a_stage_splits_its_outputs_by_prefix_and_starts_from_init() {
+        let out = std::env::temp_dir().join(format!("vstar-stage-outputs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let p = Pretrain { out: out.clone(), seed: 1, recipe: Recipe::smoke(), log: &|_| {}, dev: Device::Cpu };
+        let start = Tensor::new(&[[0.5f32, -0.25], [1.0, 2.0]], &p.dev).unwrap();
+        let stage = || {
+            let spec = StageSpec {
+                name: "two",
+                id: 99,
+                outputs: vec![
+                    Output { prefix: "a.", dir: out.join("a"), file: "w.safetensors", config: serde_json::json!({}) },
+                    Output { prefix: "b.", dir: out.join("b"), file: "w.safetensors", config: serde_json::json!({}) },
+                ],
+                init: HashMap::from([("a.weight".to_string(), start.clone())]),
+                steps: 2,
+                // lr 0: the weights stay where they started.
+                optim: AdamWConfig { lr: 0.0, ..Default::default() },
+                ema: None,
+            };
+            p.stage(
+                spec,
+                |vb| {
+                    let a = candle_nn::linear_no_bias(2, 2, vb.pp("a"))?;
+                    let b = candle_nn::linear_no_bias(2, 2, vb.pp("b"))?;
+                    Ok((a, b))
+                },
+                |(a, b), _| {
+                    let x = Tensor::ones((1, 2), candle_core::DType::F32, &Device::Cpu)?;
+                    let y = candle_nn::Module::forward(b, &candle_nn::Module::forward(a, &x)?)?;
+                    Ok((y.sqr()?.mean_all()?, vec![]))
+                },
+            )
+            .unwrap()
+        };
+        let trained = stage();
+        let a = store::load(&out.join("a"), "w.safetensors", &p.dev).unwrap().unwrap();
+        let b = store::load(&out.join("b"), "w.safetensors", &p.dev).unwrap().unwrap();
+        assert_eq!(a.keys().collect::<Vec<_>>(), ["weight"]);
+        assert_eq!(b.keys().collect::<Vec<_>>(), ["weight"]);
+        assert_eq!(a["weight"].to_vec2::<f32>().unwrap(), start.to_vec2::<f32>().unwrap());
+        assert_ne!(b["weight"].to_vec2::<f32>().unwrap(), start.to_vec2::<f32>().unwrap());
+        let again = stage();
+        for k in ["a.weight", "b.weight"] {
+            assert_eq!(trained[k].to_vec2::<f32>().unwrap(), again[k].to_vec2::<f32>().unwrap(), "{k}");
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }

@@ -8,12 +8,13 @@ use super::contrastive::{info_nce, normalize};
 use super::data;
 use super::layout::{Layout, WEIGHTS_TRANSFORMERS};
 use super::tower::{ImageTower, TowerConfig};
-use super::{optim, store, Pretrain, StageSpec};
+use super::{optim, store, Output, Pretrain, StageSpec};
 use crate::context::{Accessory, ColorMod, Material, Scene, Style};
 use crate::labels::Labels;
 use crate::superclass::Superclass;
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::VarBuilder;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// The attribute heads: name and number of classes.
@@ -122,9 +123,12 @@ pub fn train_attribute(p: &Pretrain, layout: &Layout) -> Result<()> {
     let spec = StageSpec {
         name: "attribute-oracle",
         id: STAGE,
-        dir: layout.oracle("attribute"),
-        file: WEIGHTS_TRANSFORMERS,
-        config: serde_json::to_value(&cfg).expect("json"),
+        outputs: Output::whole(
+            layout.oracle("attribute"),
+            WEIGHTS_TRANSFORMERS,
+            serde_json::to_value(&cfg).expect("json"),
+        ),
+        init: HashMap::new(),
         steps: p.recipe.attribute_steps,
         optim: optim(1e-3, p.recipe.attribute_steps),
         ema: None,
@@ -159,9 +163,12 @@ pub fn train_identity(p: &Pretrain, layout: &Layout) -> Result<()> {
     let spec = StageSpec {
         name: "identity-oracle",
         id: STAGE,
-        dir: layout.oracle("identity"),
-        file: WEIGHTS_TRANSFORMERS,
-        config: serde_json::to_value(&cfg).expect("json"),
+        outputs: Output::whole(
+            layout.oracle("identity"),
+            WEIGHTS_TRANSFORMERS,
+            serde_json::to_value(&cfg).expect("json"),
+        ),
+        init: HashMap::new(),
         steps: p.recipe.identity_steps,
         // Full-resolution stems (stride 1) collapsed every embedding to one point within 50
         // steps (loss stuck at ln(batch/2)) at lr 1e-3 and 3e-4; the stride-2 stem learns.

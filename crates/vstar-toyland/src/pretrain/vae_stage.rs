@@ -1,16 +1,17 @@
-//! Stage 1: the VAE. MSE reconstruction of 32 px renders plus a small KL term; then the
+//! Stage 1: the VAE. L1 reconstruction of 32 px renders plus a small KL term; then the
 //! latent scaling factor is set from the latents' spread, as SD's 0.18215 was.
 
 use super::data::{self, item_seed};
 use super::layout::{Layout, WEIGHTS_DIFFUSERS};
-use super::{optim, store, Pretrain, StageSpec};
+use super::{optim, store, Output, Pretrain, StageSpec};
 use candle_core::Result;
+use std::collections::HashMap;
 use vstar_diffusion::noise::NoiseSource;
 use vstar_nn::config::VaeConfig;
 use vstar_nn::models::Vae;
 
 const STAGE: u64 = 1;
-/// Weight of the mean-per-element KL against the mean-per-element MSE: SD's 1e-6 on sums,
+/// Weight of the mean-per-element KL against the mean-per-element reconstruction error: SD's 1e-6 on sums,
 /// rescaled by latent/pixel element counts (256 / 3072). A 1e-4 weight left the posterior so
 /// noisy that reconstructions stayed blurry (MSE 0.06 after 300 steps).
 const KL_WEIGHT: f64 = 1e-7;
@@ -34,9 +35,8 @@ pub fn train(p: &Pretrain, layout: &Layout) -> Result<Vae> {
     let spec = StageSpec {
         name: "vae",
         id: STAGE,
-        dir: layout.vae(),
-        file: WEIGHTS_DIFFUSERS,
-        config: config(1.0),
+        outputs: Output::whole(layout.vae(), WEIGHTS_DIFFUSERS, config(1.0)),
+        init: HashMap::new(),
         steps: p.recipe.vae_steps,
         optim: optim(1e-3, p.recipe.vae_steps),
         ema: None,
@@ -48,8 +48,10 @@ pub fn train(p: &Pretrain, layout: &Layout) -> Result<Vae> {
             let x = data::images(&data::captioned(p.seed, STAGE, s, b).0, dev)?;
             let d = vae.encode(&x)?;
             let z = d.sample(&NoiseSource::new(item_seed(p.seed, STAGE + 1000, s, 0)).randn(d.mean.shape(), dev)?)?;
-            let mse = (vae.decode(&z)? - &x)?.sqr()?.mean_all()?;
-            let loss = (&mse + (d.kl()? * KL_WEIGHT)?)?;
+            let err = (vae.decode(&z)? - &x)?;
+            // L1, as SD's VAE: sharper edges than MSE for the same steps; MSE is logged.
+            let mse = err.sqr()?.mean_all()?;
+            let loss = (err.abs()?.mean_all()? + (d.kl()? * KL_WEIGHT)?)?;
             Ok((loss, vec![("mse", mse.to_scalar::<f32>()? as f64)]))
         },
     )?;
