@@ -203,10 +203,9 @@ impl Pretrain<'_> {
         let model = build(VarBuilder::from_varmap(&vm, candle_core::DType::F32, &self.dev))?;
         let vars = store::named_vars(&vm);
         vstar_train::init::reseed(&vars, self.seed ^ (spec.id << 32))?;
-        for (name, var, _) in &vars {
-            if let Some(t) = spec.init.get(name) {
-                var.set(t)?;
-            }
+        for (name, t) in &spec.init {
+            let var = vars.iter().find(|(n, _, _)| n == name).map(|(_, v, _)| v);
+            var.ok_or_else(|| candle_core::Error::Msg(format!("{}: init names no var `{name}`", spec.name)))?.set(t)?;
         }
         let params: usize = vars.iter().map(|(_, v, _)| v.elem_count()).sum();
         (self.log)(&format!("{}: {:.2} M parameters, {} steps", spec.name, params as f64 / 1e6, spec.steps));

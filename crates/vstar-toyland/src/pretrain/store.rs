@@ -5,17 +5,15 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
 use std::path::Path;
-use vstar_diffusion::images::write_atomic_with;
+use vstar_diffusion::images::{write_atomic, write_atomic_with};
 
 /// Writes `dir/config.json` and `dir/<file>` (weights in f16).
 pub fn save(dir: &Path, file: &str, config: &serde_json::Value, weights: &HashMap<String, Tensor>) -> Result<()> {
-    let io = |e: std::io::Error| candle_core::Error::Msg(format!("{}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(io)?;
     let half: HashMap<String, Tensor> =
         weights.iter().map(|(k, v)| Ok((k.clone(), v.to_dtype(DType::F16)?))).collect::<Result<_>>()?;
     write_atomic_with(&dir.join(file), |p| candle_core::safetensors::save(&half, p))?;
     let text = serde_json::to_string_pretty(config).expect("json value");
-    vstar_diffusion::images::write_atomic(&dir.join("config.json"), text.as_bytes())
+    write_atomic(&dir.join("config.json"), text.as_bytes())
 }
 
 /// The weights of `dir/<file>` as f32, if the file exists.

@@ -1,10 +1,9 @@
 //! Stage 3: the text-to-image UNet on the frozen VAE's scaled latents, trained together with
 //! the text encoder (started from the contrastive one). Epsilon prediction with min-SNR-5
 //! weighting, EMA weights for sampling, and 10% empty captions so classifier-free guidance
-//! works. With the contrastive encoder frozen, as SD freezes CLIP, the UNet never learned the
-//! class word: swapping it left the denoising loss unchanged (0.0974 vs 0.0975 at t = 200) and
-//! 11% of samples showed the asked superclass (chance is 12.5%). The contrastive loss shapes
-//! only the pooled embedding, not the per-token states cross-attention reads.
+//! works. Training the text encoder too (SD freezes CLIP) raised the drawn scene from 66% to
+//! 88% of samples; it did not make the UNet read the class word - swapping it changes the
+//! denoising loss by under 1% either way, and the asked superclass is drawn near chance.
 
 use super::clip_stage::{self, CONTEXT};
 use super::data::{self, item_seed};
