@@ -58,7 +58,7 @@ impl Recipe {
         Self {
             vae_steps: 1600,
             clip_steps: 300,
-            unet_steps: 1200,
+            unet_steps: 3600,
             attribute_steps: 1500,
             identity_steps: 1500,
             eval_clip_steps: 300,

@@ -2,8 +2,9 @@
 //! the text encoder (started from the contrastive one). Epsilon prediction with min-SNR-5
 //! weighting, EMA weights for sampling, and 10% empty captions so classifier-free guidance
 //! works. Training the text encoder too (SD freezes CLIP) raised the drawn scene from 66% to
-//! 88% of samples; it did not make the UNet read the class word - swapping it changes the
-//! denoising loss by under 1% either way, and the asked superclass is drawn near chance.
+//! 88% of samples. The subject is learned late: at 1200 steps the UNet ignored the class word
+//! (superclass drawn in 16% of samples, chance 12.5%); 3600 steps (Recipe::full) draw it in 38%
+//! and every element of the prompt in 14% (was 4%) - step count is what this stage is short of.
 
 use super::clip_stage::{self, CONTEXT};
 use super::data::{self, item_seed};
