@@ -5,6 +5,7 @@
 pub mod adapters;
 pub mod alloc;
 pub mod config;
+pub mod flops;
 pub mod layers;
 pub mod locate;
 pub mod model;

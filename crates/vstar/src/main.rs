@@ -9,6 +9,10 @@ mod tokens;
 mod toyland;
 mod train;
 
+/// Counts heap use for `vstar bench` (a relaxed atomic add per allocation).
+#[global_allocator]
+static ALLOC: bench::machine::CountingAlloc = bench::machine::CountingAlloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -96,10 +100,15 @@ enum Command {
     /// The embedded Toyland world.
     #[command(subcommand)]
     Toyland(toyland::ToylandCmd),
-    /// Benchmarks: UNet forward time per call (see tools/ref/bench_unet.py for diffusers).
+    /// Benchmarks: UNet forward and LoRA step at batch 1/2/8 with FLOP/s against this machine's
+    /// GEMM peak, Toyland sampling; `--reference PYTHON` times the same in diffusers/PyTorch.
     Bench {
         #[arg(long, default_value_t = 10)]
         iters: usize,
+        /// A Python with torch, diffusers and peft (tools/ref/README.md): also run
+        /// tools/ref/bench_torch.py on the same spec and print the ratios.
+        #[arg(long)]
+        reference: Option<String>,
     },
 }
 
@@ -224,7 +233,7 @@ fn main() {
         Command::Sample(args) => sample::run(args),
         Command::Alchemy(args) => alchemy::run(args),
         Command::Train(args) => train::run(args),
-        Command::Bench { iters } => bench::run(iters),
+        Command::Bench { iters, reference } => bench::run(iters, reference.as_deref()),
         Command::Toyland(cmd) => toyland::run(cmd),
         Command::Tokens(cmd) => tokens::run(cmd),
     };

@@ -62,13 +62,13 @@ impl Attention {
         let q = self.split_heads(&self.to_q.forward(x, s)?)?;
         let k = self.split_heads(&self.to_k.forward(kv_in, s)?)?;
         let v = self.split_heads(&self.to_v.forward(kv_in, s)?)?;
-        let scores = (q.matmul(&k.t()?)? * self.scale)?;
+        let scores = (crate::flops::matmul(&q, &k.t()?)? * self.scale)?;
         let mut probs = softmax_last(&scores)?; // (B, H, N, M)
         if let Some(h) = ctx.hooks.as_deref_mut() {
             probs = self.hook_probs(probs, hw, h)?;
         }
         let (b, _, n, _) = probs.dims4()?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, ()))?;
+        let out = crate::flops::matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, n, ()))?;
         let mut out = self.to_out.forward(&out, s)?;
         if let Some(h) = ctx.hooks.as_deref() {
             if !self.is_cross && !h.copy_self_features.is_empty() {

@@ -135,7 +135,7 @@ impl Conv2d {
         let g = Geometry { c, h, w, kh, kw, stride: self.stride, pad: self.padding };
         let (oh, ow) = g.out_hw();
         let cols = x.contiguous()?.apply_op1(Im2Col(g))?;
-        let y = self.weight.reshape((co, c * kh * kw))?.matmul(&cols)?;
+        let y = crate::flops::matmul(&self.weight.reshape((co, c * kh * kw))?, &cols)?;
         y.reshape((co, b, oh, ow))?.transpose(0, 1)?.contiguous()
     }
 }
@@ -145,7 +145,10 @@ impl Module for Conv2d {
         let y = if x.track_op() || self.weight.track_op() {
             self.forward_im2col(x)?
         } else {
-            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+            let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+            let patch = self.weight.elem_count() / self.weight.dim(0)?;
+            crate::flops::add(2 * patch as u64 * y.elem_count() as u64);
+            y
         };
         match &self.bias {
             Some(b) if y.track_op() => super::bias::add_bias(&y, b, 1),

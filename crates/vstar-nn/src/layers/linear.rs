@@ -56,7 +56,7 @@ fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let last = dims.len() - 1;
     let mut out_dims = dims.to_vec();
     out_dims[last] = w.dim(0)?;
-    x.flatten_to(last.saturating_sub(1))?.matmul(&w.t()?)?.reshape(out_dims)
+    crate::flops::matmul(&x.flatten_to(last.saturating_sub(1))?, &w.t()?)?.reshape(out_dims)
 }
 
 type DeltaList = Arc<RwLock<Vec<Delta>>>;

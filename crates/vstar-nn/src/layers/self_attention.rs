@@ -26,12 +26,12 @@ impl SelfAttention {
         let q = split((self.q.forward(x, s)? * scale)?)?;
         let k = split(self.k.forward(x, s)?)?;
         let v = split(self.v.forward(x, s)?)?;
-        let scores = q.matmul(&k.t()?)?;
+        let scores = crate::flops::matmul(&q, &k.t()?)?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let o = softmax_last(&scores)?.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
+        let o = crate::flops::matmul(&softmax_last(&scores)?, &v)?.transpose(1, 2)?.reshape((b, n, c))?;
         self.out.forward(&o, s)
     }
 }

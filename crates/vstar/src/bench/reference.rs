@@ -1,0 +1,62 @@
+//! The diffusers/PyTorch side of `vstar bench --reference PYTHON`: the same subjects, batches
+//! and sampling job go to tools/ref/bench_torch.py as one JSON spec, its timings come back as
+//! JSON with the same keys, and the ratios are printed beside ours.
+
+use super::{Figure, Subject, BATCHES, GUIDANCE, SAMPLING_STEPS};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const SAMPLING_PROMPT: &str = "a photo of a dog in the snow";
+const SCRIPT: &str = "tools/ref/bench_torch.py";
+
+/// PyTorch's timings (seconds by key) and its version line. Run before vstar's own figures:
+/// our process keeps freed memory, and the two sides at once do not fit in RAM.
+pub struct Theirs {
+    seconds: BTreeMap<String, f64>,
+    versions: String,
+}
+
+pub fn measure(python: &str, subjects: &[Subject], iters: usize, model: &Path) -> Result<Theirs> {
+    if !Path::new(SCRIPT).exists() {
+        bail!("--reference: {SCRIPT} not found; run `vstar bench` from the repository root");
+    }
+    let spec = serde_json::json!({
+        "subjects": subjects, "batches": BATCHES, "iters": iters, "model": model,
+        "prompt": SAMPLING_PROMPT, "steps": SAMPLING_STEPS, "guidance": GUIDANCE,
+    });
+    let spec_path = std::env::temp_dir().join(format!("vstar-bench-spec-{}.json", std::process::id()));
+    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
+    println!("running {python} {SCRIPT} first (diffusers/PyTorch, same spec) ...");
+    let out = std::process::Command::new(python)
+        .arg(SCRIPT)
+        .arg(&spec_path)
+        .output()
+        .with_context(|| format!("--reference {python}: could not start it"))?;
+    let _ = std::fs::remove_file(&spec_path);
+    if !out.status.success() {
+        bail!(
+            "--reference {python} {SCRIPT} failed (is torch/diffusers/peft installed there? see tools/ref/README.md):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let theirs: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(last).with_context(|| format!("{SCRIPT}: its last line is not JSON: {last}"))?;
+    let versions = theirs.get("versions").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let seconds = theirs.iter().filter_map(|(k, v)| v.as_f64().map(|s| (k.clone(), s))).collect();
+    Ok(Theirs { seconds, versions })
+}
+
+pub fn print(ours: &[Figure], theirs: &Theirs) {
+    println!("\n| figure | vstar | PyTorch ({}) | PyTorch / vstar |\n|---|---|---|---|", theirs.versions);
+    for f in ours {
+        match theirs.seconds.get(&f.key).copied() {
+            Some(t) => {
+                println!("| {} | {:.1} ms | {:.1} ms | {:.2}x |", f.key, f.seconds * 1e3, t * 1e3, t / f.seconds)
+            }
+            None => println!("| {} | {:.1} ms | not measured | |", f.key, f.seconds * 1e3),
+        }
+    }
+}
