@@ -28,6 +28,11 @@ def main():
     torch.manual_seed(0)
     out = {"versions": f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}, "
                        f"{torch.get_num_threads()} threads"}
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        best = max(best, 2 * n ** 3 / timed(3, lambda: a @ b) / 1e9)
+    out["gemm_gflops"] = best
     for s in spec["subjects"]:
         cfg = {k: v for k, v in s["config"].items() if not k.startswith("_")}
         reps = spec["iters"] if s["side"] <= 8 else max(1, spec["iters"] // 5)

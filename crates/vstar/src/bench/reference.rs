@@ -15,6 +15,8 @@ const SCRIPT: &str = "tools/ref/bench_torch.py";
 pub struct Theirs {
     seconds: BTreeMap<String, f64>,
     versions: String,
+    /// Its best square GEMM rate on the sizes vstar's peak uses.
+    gemm_gflops: Option<f64>,
 }
 
 pub fn measure(python: &str, subjects: &[Subject], iters: usize, model: &Path) -> Result<Theirs> {
@@ -45,11 +47,19 @@ pub fn measure(python: &str, subjects: &[Subject], iters: usize, model: &Path) -
     let theirs: BTreeMap<String, serde_json::Value> =
         serde_json::from_str(last).with_context(|| format!("{SCRIPT}: its last line is not JSON: {last}"))?;
     let versions = theirs.get("versions").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let seconds = theirs.iter().filter_map(|(k, v)| v.as_f64().map(|s| (k.clone(), s))).collect();
-    Ok(Theirs { seconds, versions })
+    let gemm_gflops = theirs.get("gemm_gflops").and_then(|v| v.as_f64());
+    let seconds = theirs
+        .iter()
+        .filter(|(k, _)| k.contains('/'))
+        .filter_map(|(k, v)| v.as_f64().map(|s| (k.clone(), s)))
+        .collect();
+    Ok(Theirs { seconds, versions, gemm_gflops })
 }
 
 pub fn print(ours: &[Figure], theirs: &Theirs) {
+    if let Some(g) = theirs.gemm_gflops {
+        println!("\nPyTorch's GEMM peak on the same sizes: {g:.1} GFLOP/s (the shares of peak above are of candle's)");
+    }
     println!("\n| figure | vstar | PyTorch ({}) | PyTorch / vstar |\n|---|---|---|---|", theirs.versions);
     for f in ours {
         match theirs.seconds.get(&f.key).copied() {
