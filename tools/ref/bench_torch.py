@@ -1,6 +1,6 @@
 """The diffusers/PyTorch side of `vstar bench --reference PYTHON`: reads the JSON spec vstar
-writes (UNet configs, latent sides, context lengths, batches, repeats, the Toyland model folder
-and the sampling job), times the same work, and prints one JSON line of seconds with the keys
+writes (UNet configs, latent sides, context lengths, repeats, batches, GEMM sizes, the Toyland model
+folder and the sampling job), times the same work, and prints one JSON line of seconds with the keys
 vstar uses. Not run in CI. By hand:
     cargo run --release -- bench --reference /work/venv-ref/bin/python
 """
@@ -29,13 +29,13 @@ def main():
     out = {"versions": f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}, "
                        f"{torch.get_num_threads()} threads"}
     best = 0.0
-    for n in (512, 1024, 2048):
+    for n in spec["gemm_sides"]:
         a, b = torch.randn(n, n), torch.randn(n, n)
         best = max(best, 2 * n ** 3 / timed(3, lambda: a @ b) / 1e9)
     out["gemm_gflops"] = best
     for s in spec["subjects"]:
         cfg = {k: v for k, v in s["config"].items() if not k.startswith("_")}
-        reps = spec["iters"] if s["side"] <= 8 else max(1, spec["iters"] // 5)
+        reps = s["reps"]
         unet = UNet2DConditionModel(**cfg).eval()
         lora = UNet2DConditionModel(**cfg)
         lora.requires_grad_(False)

@@ -7,12 +7,15 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+/// Sides of the square products the peak is taken over (the reference script uses the same).
+pub const GEMM_SIDES: [usize; 3] = [512, 1024, 2048];
+
 /// The best f32 GEMM rate in GFLOP/s over square products of a few sizes (candle's matmul,
 /// all threads): the practical peak of this machine for the kernels the models use.
 pub fn gemm_peak_gflops() -> Result<(f64, usize)> {
     let dev = Device::Cpu;
     let mut best = (0.0, 0);
-    for n in [512usize, 1024, 2048] {
+    for n in GEMM_SIDES {
         let a = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
         let b = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
         a.matmul(&b)?;

@@ -23,20 +23,26 @@ pub const BATCHES: [usize; 3] = [1, 2, 8];
 const SAMPLING_STEPS: usize = 30;
 const GUIDANCE: f64 = 7.5;
 
-/// A benchmarked UNet: name, diffusers config, latent side, context length.
+/// A benchmarked UNet: name, diffusers config, latent side, context length, and how many
+/// timed calls each measurement averages (the reference script reads the same numbers).
 #[derive(serde::Serialize)]
 pub struct Subject {
     name: &'static str,
     config: serde_json::Value,
     side: usize,
     context: usize,
+    reps: usize,
 }
 
-fn subjects() -> Vec<Subject> {
-    let mut toyland = vstar_toyland::pretrain::unet_config();
-    toyland["sample_size"] = serde_json::json!(8);
+fn subjects(iters: usize) -> Vec<Subject> {
     vec![
-        Subject { name: "toyland", config: toyland, side: 8, context: vstar_toyland::pretrain::CONTEXT },
+        Subject {
+            name: "toyland",
+            config: vstar_toyland::pretrain::unet_config(),
+            side: 8,
+            context: vstar_toyland::pretrain::CONTEXT,
+            reps: iters,
+        },
         Subject {
             // SD 1.5's outermost level (320 channels, 2 layers, 8 heads, 768-wide context)
             // on 32x32 latents (256 px), with its mid block.
@@ -50,6 +56,8 @@ fn subjects() -> Vec<Subject> {
             }),
             side: 32,
             context: 77,
+            // ~100x the Toyland UNet's work: fewer repeats keep the run short.
+            reps: (iters / 5).max(1),
         },
     ]
 }
@@ -122,18 +130,17 @@ impl LoraUnet {
 pub fn run(iters: usize, reference: Option<&str>) -> Result<()> {
     let dev = Device::Cpu;
     let root = vstar_nn::locate::resolve_model(None)?;
-    let theirs = reference.map(|python| reference::measure(python, &subjects(), iters, &root)).transpose()?;
+    let theirs = reference.map(|python| reference::measure(python, &subjects(iters), &root)).transpose()?;
     let threads = candle_core::utils::get_num_threads();
     let (peak, n) = machine::gemm_peak_gflops()?;
     println!("f32, {threads} thread(s); GEMM peak {peak:.1} GFLOP/s (best square product, n = {n})");
     let mut figures = vec![];
     let mem = |m: f64| format!(", peak heap {m:.0} MiB");
-    for s in subjects() {
+    for s in subjects(iters) {
         let cfg: UNetConfig = serde_json::from_value(s.config.clone())?;
         let (unet, params) = frozen_unet(&cfg, &dev)?;
         let mut lora = LoraUnet::new(&cfg, &dev)?;
-        // The big level is ~100x the Toyland UNet's work: fewer repeats keep the run short.
-        let reps = if s.side > 8 { (iters / 5).max(1) } else { iters };
+        let reps = s.reps;
         println!(
             "{} UNet ({:.2} M params, {}x{} latents, {} context tokens), mean of {reps}:",
             s.name,

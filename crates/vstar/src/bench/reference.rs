@@ -19,12 +19,12 @@ pub struct Theirs {
     gemm_gflops: Option<f64>,
 }
 
-pub fn measure(python: &str, subjects: &[Subject], iters: usize, model: &Path) -> Result<Theirs> {
+pub fn measure(python: &str, subjects: &[Subject], model: &Path) -> Result<Theirs> {
     if !Path::new(SCRIPT).exists() {
         bail!("--reference: {SCRIPT} not found; run `vstar bench` from the repository root");
     }
     let spec = serde_json::json!({
-        "subjects": subjects, "batches": BATCHES, "iters": iters, "model": model,
+        "subjects": subjects, "batches": BATCHES, "gemm_sides": super::machine::GEMM_SIDES, "model": model,
         "prompt": SAMPLING_PROMPT, "steps": SAMPLING_STEPS, "guidance": GUIDANCE,
     });
     let spec_path = std::env::temp_dir().join(format!("vstar-bench-spec-{}.json", std::process::id()));
