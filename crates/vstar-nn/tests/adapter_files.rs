@@ -103,3 +103,41 @@ fn dense_and_spectral_files_rebuild_the_trained_weights() {
     let e = load_adapter(&dir.join("junk.safetensors"), &mut model(), 1.0).unwrap_err().to_string();
     assert!(e.contains("junk.safetensors") && e.contains("not a readable"), "{e}");
 }
+
+/// Dense files hold conv kernels (4-D) and norm gains (1-D) in their own shapes, as a
+/// diffusers state dict does: W0 itself changes nothing, W0 + 0.25 changes the output, and a
+/// kernel flattened to the 2-D view is refused with its shapes.
+#[test]
+fn dense_files_hold_convs_and_norms_in_their_own_shapes() {
+    let dir = tmp("dense-conv");
+    let find =
+        |m: &Model, suffix: &str| m.unet.slots.names().into_iter().find(|(n, _, _)| n.ends_with(suffix)).unwrap().0;
+    let m = model();
+    let (conv, norm) = (find(&m, "resnets.0.conv1"), find(&m, "resnets.0.norm1"));
+    let own = |m: &Model, l: &str, add: f64| {
+        let s = &m.unet.slots;
+        (s.weight(l).unwrap() + add).unwrap().reshape(s.shape(l).unwrap()).unwrap()
+    };
+    let eps = |m: &Model| {
+        let x = Tensor::ones((1, 4, 16, 16), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::new(&[500f32], &Device::Cpu).unwrap();
+        m.unet.forward(&x, &t, &context(m, "a photo"), None, &mut vstar_nn::Ctx::default()).unwrap()
+    };
+    let base = eps(&m);
+    for add in [0.0, 0.25] {
+        let path = dir.join(format!("db{add}.safetensors"));
+        let layers = [(conv.clone(), own(&m, &conv, add)), (norm.clone(), own(&m, &norm, add))];
+        save_dense(&path, &layers, DenseFormat::DreamBooth).unwrap();
+        let file = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+        assert_eq!(file[&format!("{conv}.weight")].rank(), 4);
+        assert_eq!(file[&format!("{norm}.weight")].rank(), 1);
+        let mut m = model();
+        assert_eq!(load_adapter(&path, &mut m, 1.0).unwrap(), "dense weights, 2 layers");
+        let d = diff(&eps(&m), &base);
+        assert!(if add == 0.0 { d < 1e-5 } else { d > 1e-3 }, "W0 + {add}: output moved {d}");
+    }
+    let flat = dir.join("flat.safetensors");
+    save_dense(&flat, &[(conv.clone(), m.unet.slots.weight(&conv).unwrap())], DenseFormat::DreamBooth).unwrap();
+    let e = load_adapter(&flat, &mut model(), 1.0).unwrap_err().to_string();
+    assert!(e.contains("flat.safetensors") && e.contains(&conv) && e.contains("another base model"), "{e}");
+}

@@ -183,3 +183,82 @@ fn mean_map_averages_layers_at_the_requested_size() {
     let v = m.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(v.iter().all(|x| (x - 2.0).abs() < 1e-6), "{v:?}");
 }
+
+fn max_err(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// A conv's kernel takes deltas as the matrix (Cout, C*kh*kw): with strength 1 the output is
+/// the conv with W + dW (plus bias); per-row strength w gives the conv with W + w*dW.
+#[test]
+fn conv_deltas_fold_into_the_kernel_per_row() {
+    use candle_core::Module;
+    use vstar_nn::layers::conv::Conv2d;
+    let dev = Device::Cpu;
+    let w: Vec<f32> = (0..2 * 3 * 9).map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0).collect();
+    let mut m = HashMap::new();
+    m.insert("c.weight".to_string(), t(&w, &[2, 3, 3, 3]));
+    m.insert("c.bias".to_string(), t(&[0.5, -0.25], &[2]));
+    let slots = Slots::default();
+    let conv = Conv2d::adapted(3, 2, 3, 1, 1, VarBuilder::from_tensors(m, DType::F32, &dev).pp("c"), &slots).unwrap();
+    assert_eq!(slots.names(), vec![("c".to_string(), 27, 2)]);
+    assert_eq!(slots.shape("c").unwrap(), vec![2, 3, 3, 3]);
+    let x = Tensor::randn(0f32, 1.0, (3, 3, 5, 4), &dev).unwrap();
+    let base = conv.forward(&x).unwrap();
+    let dw: Vec<f32> = (0..54).map(|i| ((i * 5 % 13) as f32 - 6.0) / 20.0).collect();
+    slots.push("c", Delta::Dense(t(&dw, &[2, 27]))).unwrap();
+    let with = |wt: f32| {
+        let k = (t(&w, &[2, 3, 3, 3]) + (t(&dw, &[2, 3, 3, 3]) * wt as f64).unwrap()).unwrap();
+        x.conv2d(&k, 1, 1, 1, 1).unwrap().broadcast_add(&t(&[0.5, -0.25], &[1, 2, 1, 1])).unwrap()
+    };
+    assert!(max_err(&conv.forward(&x).unwrap(), &with(1.0)) < 1e-5);
+    let y = conv.forward_scaled(&x, Some(&t(&[0.0, 1.0, 0.3], &[3]))).unwrap();
+    assert!(max_err(&y.get(0).unwrap(), &base.get(0).unwrap()) < 1e-5, "strength 0 is the base conv");
+    assert!(max_err(&y.get(1).unwrap(), &with(1.0).get(1).unwrap()) < 1e-5);
+    assert!(max_err(&y.get(2).unwrap(), &with(0.3).get(2).unwrap()) < 1e-5);
+}
+
+/// Norm gains register as one row (1, n): a dense delta adds to the gain (GroupNorm output
+/// xhat*(g + dg) + b), per-row strength interpolates it, and SVDiff's single shift d gives
+/// the gain g/|g| * relu(|g| + d).
+#[test]
+fn norm_gain_deltas_and_the_one_d_spectral_shift() {
+    use candle_core::Module;
+    use vstar_nn::layers::group_norm::GroupNorm;
+    let dev = Device::Cpu;
+    let (g, b) = ([1.0f32, 2.0, -2.0, 0.5], [0.1f32, 0.0, -0.1, 0.2]);
+    let gn = |slots: &Slots| {
+        let mut m = HashMap::new();
+        m.insert("n.weight".to_string(), t(&g, &[4]));
+        m.insert("n.bias".to_string(), t(&b, &[4]));
+        GroupNorm::adapted(2, 4, 1e-5, VarBuilder::from_tensors(m, DType::F32, &dev).pp("n"), slots).unwrap()
+    };
+    let plain = |gain: &[f32]| {
+        let mut m = HashMap::new();
+        m.insert("n.weight".to_string(), t(gain, &[4]));
+        m.insert("n.bias".to_string(), t(&b, &[4]));
+        GroupNorm::new(2, 4, 1e-5, VarBuilder::from_tensors(m, DType::F32, &dev).pp("n")).unwrap()
+    };
+    let x = Tensor::randn(0f32, 1.0, (2, 4, 3, 3), &dev).unwrap();
+    let slots = Slots::default();
+    let norm = gn(&slots);
+    assert_eq!(slots.names(), vec![("n".to_string(), 4, 1)]);
+    let dg = [0.5f32, -1.0, 0.25, 0.0];
+    slots.push("n", Delta::Dense(t(&dg, &[1, 4]))).unwrap();
+    let moved: Vec<f32> = g.iter().zip(dg).map(|(g, d)| g + d).collect();
+    assert!(max_err(&norm.forward(&x).unwrap(), &plain(&moved).forward(&x).unwrap()) < 1e-5);
+    let half: Vec<f32> = g.iter().zip(dg).map(|(g, d)| g + 0.5 * d).collect();
+    let y = norm.forward_scaled(&x, Some(&t(&[0.0, 0.5], &[2]))).unwrap();
+    assert!(max_err(&y.get(0).unwrap(), &plain(&g).forward(&x).unwrap().get(0).unwrap()) < 1e-5);
+    assert!(max_err(&y.get(1).unwrap(), &plain(&half).forward(&x).unwrap().get(1).unwrap()) < 1e-5);
+
+    let slots = Slots::default();
+    let norm = gn(&slots);
+    let (u, s, vt) = vstar_nn::adapters::svdiff::decompose(&slots.weight("n").unwrap()).unwrap();
+    assert_eq!(s.dims(), &[1]);
+    let d = -1.5f32;
+    slots.push("n", Delta::Spectral { u, s, vt, shift: t(&[d], &[1]) }).unwrap();
+    let len = g.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let shifted: Vec<f32> = g.iter().map(|v| v / len * (len + d).max(0.0)).collect();
+    assert!(max_err(&norm.forward(&x).unwrap(), &plain(&shifted).forward(&x).unwrap()) < 1e-5);
+}

@@ -86,6 +86,14 @@ fn every_method_trains_every_parameter_and_its_files_load_back() {
         let trained = Checkpoint::load_latest(&out.join("checkpoints"), &Device::Cpu).unwrap().unwrap().tensors;
         assert!(!fresh.is_empty());
         assert_eq!(text_encoder, fresh.iter().any(|(n, _, _)| n.starts_with("text_encoder.")), "{method}");
+        if method.ends_with("-full") || method == "svdiff" {
+            // The whole UNet: conv kernels and norm gains too; SVDiff's 1-D shifts at lr x 1e-3.
+            for (part, lr) in [("resnets.0.conv1.delta", 1.0), ("resnets.0.norm1.delta", 1e-3)] {
+                let v =
+                    fresh.iter().find(|(n, _, _)| n.ends_with(part)).unwrap_or_else(|| panic!("{method}: no {part}"));
+                assert_eq!(v.2, if method == "svdiff" { lr } else { 1.0 }, "{method}: {part}");
+            }
+        }
         for (name, var, _) in &fresh {
             let t = trained.get(&format!("var/{name}")).unwrap_or_else(|| panic!("{method}: {name} not checkpointed"));
             let moved = max_abs(&(t - var.as_tensor()).unwrap());

@@ -20,7 +20,7 @@ pub struct TrainArgs {
     /// The subject's class word (e.g. dog); also the init word of learned embeddings.
     #[arg(long)]
     class: String,
-    /// lora | ti | lora-ti | dreambooth (attention) | dreambooth-full (every linear layer) |
+    /// lora | ti | lora-ti | dreambooth (attention) | dreambooth-full (every linear, conv and norm gain) |
     /// svdiff | custom
     #[arg(long, default_value = "lora")]
     method: String,

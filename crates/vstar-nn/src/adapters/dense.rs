@@ -1,7 +1,8 @@
 //! Dense weight files: the trained layers' full weights, loaded as `W_file - W0` deltas (so
 //! personalization guidance can still interpolate them per row).
 //! - DreamBooth (`dreambooth_weights.safetensors`): UNet keys as diffusers names them,
-//!   `<layer>.weight`; a partial state dict (`unet.load_state_dict(.., strict=False)`).
+//!   `<layer>.weight` in the weight's own shape (a conv kernel 4-D, a norm gain 1-D); a
+//!   partial state dict (`unet.load_state_dict(.., strict=False)`).
 //! - Custom Diffusion (`pytorch_custom_diffusion_weights.safetensors`, diffusers'
 //!   `save_attn_procs` layout): `<block>.attn2.processor.to_k_custom_diffusion.weight`.
 
@@ -53,7 +54,7 @@ pub fn is_dense_file(keys: &[String]) -> bool {
     !keys.is_empty() && keys.iter().all(|k| k.ends_with(".weight"))
 }
 
-/// Writes each (UNet layer, full weight (out, in)) as `format`, atomically.
+/// Writes each (UNet layer, full weight in its own shape) as `format`, atomically.
 pub fn save_dense(path: &Path, layers: &[(String, Tensor)], format: DenseFormat) -> Result<()> {
     let tensors: Vec<(String, Tensor)> =
         layers.iter().map(|(l, w)| Ok((key(format, l)?, w.clone()))).collect::<Result<_>>()?;
@@ -67,16 +68,16 @@ pub fn load_dense(path: &Path, model: &Model, multiplier: f64) -> Result<usize> 
     let slots = &model.unet.slots;
     for (k, v) in &w {
         let layer = layer_of(k).ok_or_else(|| bad(path, format!("`{k}` names no UNet layer weight")))?;
-        let base = slots.weight(&layer).map_err(|_| {
+        let (base, shape) = slots.weight(&layer).and_then(|w| Ok((w, slots.shape(&layer)?))).map_err(|_| {
             bad(path, format!("`{k}` names no adapted layer of this UNet: was it made for another base model?"))
         })?;
-        if v.dims() != base.dims() {
+        if v.dims() != shape.as_slice() {
             return Err(bad(
                 path,
-                format!("`{k}` is {:?}, the layer is {:?}: was it made for another base model?", v.dims(), base.dims()),
+                format!("`{k}` is {:?}, the layer is {shape:?}: was it made for another base model?", v.dims()),
             ));
         }
-        let delta = ((v.to_dtype(DType::F32)? - &base)? * multiplier)?;
+        let delta = ((v.to_dtype(DType::F32)?.reshape(base.shape())? - &base)? * multiplier)?;
         slots.push(&layer, Delta::Dense(delta)).map_err(|e| bad(path, e))?;
     }
     Ok(w.len())

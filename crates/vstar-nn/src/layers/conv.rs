@@ -8,6 +8,8 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
+use super::linear::{forward_folded, DeltaList, Slots};
+
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
     c: usize,
@@ -120,41 +122,70 @@ pub struct Conv2d {
     bias: Option<Tensor>,
     stride: usize,
     padding: usize,
+    /// Adapter deltas on the kernel viewed as (Cout, C*kh*kw); empty unless `adapted`.
+    deltas: DeltaList,
 }
 
 impl Conv2d {
     pub fn new(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
         let cfg = Conv2dConfig { padding, stride, ..Default::default() };
         let c = candle_nn::conv2d(cin, cout, k, cfg, vb)?;
-        Ok(Self { weight: c.weight().clone(), bias: c.bias().cloned(), stride, padding })
+        Ok(Self { weight: c.weight().clone(), bias: c.bias().cloned(), stride, padding, deltas: DeltaList::default() })
     }
 
-    fn forward_im2col(&self, x: &Tensor) -> Result<Tensor> {
+    /// A conv whose kernel adapters (SVDiff, full fine-tunes) can attach to via `slots`.
+    pub fn adapted(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        vb: VarBuilder,
+        slots: &Slots,
+    ) -> Result<Self> {
+        let name = vb.prefix();
+        let mut conv = Self::new(cin, cout, k, stride, padding, vb)?;
+        conv.deltas = slots.register(name, &conv.weight)?;
+        Ok(conv)
+    }
+
+    fn forward_im2col(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
-        let (co, _, kh, kw) = self.weight.dims4()?;
+        let (co, _, kh, kw) = weight.dims4()?;
         let g = Geometry { c, h, w, kh, kw, stride: self.stride, pad: self.padding };
         let (oh, ow) = g.out_hw();
         let cols = x.contiguous()?.apply_op1(Im2Col(g))?;
-        let y = crate::flops::matmul(&self.weight.reshape((co, c * kh * kw))?, &cols)?;
+        let y = crate::flops::matmul(&weight.reshape((co, c * kh * kw))?, &cols)?;
         y.reshape((co, b, oh, ow))?.transpose(0, 1)?.contiguous()
     }
-}
 
-impl Module for Conv2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = if x.track_op() || self.weight.track_op() {
-            self.forward_im2col(x)?
+    /// The convolution with `weight`, no bias.
+    fn convolve(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        if x.track_op() || weight.track_op() {
+            self.forward_im2col(x, weight)
         } else {
-            let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
-            let patch = self.weight.elem_count() / self.weight.dim(0)?;
+            let y = x.conv2d(weight, self.padding, self.stride, 1, 1)?;
+            let patch = weight.elem_count() / weight.dim(0)?;
             crate::flops::add(2 * patch as u64 * y.elem_count() as u64);
-            y
-        };
+            Ok(y)
+        }
+    }
+
+    /// `scale`: one adapter strength per batch row (B,); None = strength 1.
+    pub fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
+        let conv = |w: &Tensor| self.convolve(x, w);
+        let y = forward_folded(&self.deltas, &self.weight, scale, conv, conv)?;
         match &self.bias {
             Some(b) if y.track_op() => super::bias::add_bias(&y, b, 1),
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),
         }
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_scaled(x, None)
     }
 }
 
@@ -177,8 +208,14 @@ mod tests {
             // divide the padded extent; the im2col path has no such limit).
             let x = Var::randn(0f32, 1.0, (2, 3, 7, 5), &dev).unwrap();
             let w = Var::randn(0f32, 1.0, (4, 3, k, k), &dev).unwrap();
-            let conv = Conv2d { weight: w.as_tensor().clone(), bias: None, stride, padding: pad };
-            let ours = conv.forward_im2col(x.as_tensor()).unwrap();
+            let conv = Conv2d {
+                weight: w.as_tensor().clone(),
+                bias: None,
+                stride,
+                padding: pad,
+                deltas: DeltaList::default(),
+            };
+            let ours = conv.forward_im2col(x.as_tensor(), w.as_tensor()).unwrap();
             let reference = x.as_tensor().conv2d(w.as_tensor(), pad, stride, 1, 1).unwrap();
             assert!(max_diff(&ours, &reference) < 1e-5, "forward s{stride} p{pad} k{k}");
             let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();

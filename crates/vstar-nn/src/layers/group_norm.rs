@@ -6,6 +6,8 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shap
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
+use super::linear::{forward_folded, DeltaList, Slots};
+
 #[derive(Debug, Clone, Copy)]
 struct Dims {
     groups: usize,
@@ -193,20 +195,41 @@ pub struct GroupNorm {
     bias: Tensor,
     groups: usize,
     eps: f64,
+    /// Adapter deltas on the gain `weight`; empty unless `adapted`.
+    deltas: DeltaList,
 }
 
 impl GroupNorm {
     pub fn new(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
         let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
-        Ok(Self { weight, bias, groups, eps })
+        Ok(Self { weight, bias, groups, eps, deltas: DeltaList::default() })
+    }
+
+    /// A GroupNorm whose gain adapters (SVDiff's 1-D shifts, full fine-tunes) attach to via `slots`.
+    pub fn adapted(groups: usize, channels: usize, eps: f64, vb: VarBuilder, slots: &Slots) -> Result<Self> {
+        let name = vb.prefix();
+        let mut norm = Self::new(groups, channels, eps, vb)?;
+        norm.deltas = slots.register(name, &norm.weight)?;
+        Ok(norm)
+    }
+
+    fn normalize(&self, x: &Tensor, gain: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        x.apply_op3(gain, shift, Forward { groups: self.groups, eps: self.eps })
+    }
+
+    /// `scale`: one adapter strength per batch row (B,); None = strength 1.
+    pub fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        let full = |g: &Tensor| self.normalize(&x, g, &self.bias);
+        let part = |dg: &Tensor| self.normalize(&x, dg, &self.bias.zeros_like()?);
+        forward_folded(&self.deltas, &self.weight, scale, full, part)
     }
 }
 
 impl Module for GroupNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.contiguous()?;
-        x.apply_op3(&self.weight, &self.bias, Forward { groups: self.groups, eps: self.eps })
+        self.forward_scaled(x, None)
     }
 }
 
@@ -226,7 +249,13 @@ mod tests {
         let x = Var::randn(0.5f32, 2.0, (3, 8, 5, 4), &dev).unwrap();
         let w = Var::randn(1f32, 0.5, 8, &dev).unwrap();
         let b = Var::randn(0f32, 0.5, 8, &dev).unwrap();
-        let ours = GroupNorm { weight: w.as_tensor().clone(), bias: b.as_tensor().clone(), groups: 4, eps: 1e-5 };
+        let ours = GroupNorm {
+            weight: w.as_tensor().clone(),
+            bias: b.as_tensor().clone(),
+            groups: 4,
+            eps: 1e-5,
+            deltas: DeltaList::default(),
+        };
         let theirs = candle_nn::GroupNorm::new(w.as_tensor().clone(), b.as_tensor().clone(), 8, 4, 1e-5).unwrap();
         let (yo, yt) = (ours.forward(x.as_tensor()).unwrap(), theirs.forward(x.as_tensor()).unwrap());
         assert!(max_diff(&yo, &yt) < 1e-5);

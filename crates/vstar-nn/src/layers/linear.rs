@@ -1,6 +1,8 @@
 //! `AdaptedLinear`: a frozen linear layer plus optional deltas applied with a per-batch-row
 //! scale. Scale 0 gives the pretrained output, 1 the fine-tuned one, w the weight
 //! interpolation W0 + w*dW - so pretrained and fine-tuned branches share one batched call.
+//! Convs and norm gains register in the same `Slots` (their weight viewed as a matrix) and
+//! fold their deltas into the weight (`forward_folded`).
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -27,9 +29,17 @@ impl Delta {
             Delta::Dense(dw) => matmul_t(x, dw),
             // x dW^T = ((x vt^T) * (relu(s + shift) - s)) u^T: never forms the (out, in) matrix.
             Delta::Spectral { u, s, vt, shift } => {
-                let gain = ((s + shift)?.relu()? - s)?;
-                matmul_t(&matmul_t(x, vt)?.broadcast_mul(&gain)?, u)
+                matmul_t(&matmul_t(x, vt)?.broadcast_mul(&spectral_gain(s, shift)?)?, u)
             }
+        }
+    }
+
+    /// dW itself (out, in), for layers that fold it into their weight.
+    fn matrix(&self) -> Result<Tensor> {
+        match self {
+            Delta::Lora { down, up, scale } => up.matmul(down)? * *scale,
+            Delta::Dense(dw) => Ok(dw.clone()),
+            Delta::Spectral { u, s, vt, shift } => u.broadcast_mul(&spectral_gain(s, shift)?)?.matmul(vt),
         }
     }
 
@@ -49,6 +59,47 @@ impl Delta {
     }
 }
 
+/// `relu(s + shift) - s`: how much each singular value moves.
+fn spectral_gain(s: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    (s + shift)?.relu()? - s
+}
+
+/// One adapter strength per batch row (B,), shaped to broadcast over a rank-`rank` activation.
+fn per_row(s: &Tensor, rank: usize) -> Result<Tensor> {
+    let mut shape = vec![1usize; rank];
+    shape[0] = s.dim(0)?;
+    s.reshape(shape)
+}
+
+/// A layer whose output is linear in its weight `w` plus a part that is not (a conv's bias, a
+/// norm's shift): `full(w)` is the layer, `part(dw)` the weight's own share. With deltas it is
+/// `full(w + dW)`, or `full(w) + s_b * part(dW)` under per-row strengths `s`.
+pub(crate) fn forward_folded(
+    deltas: &DeltaList,
+    w: &Tensor,
+    scale: Option<&Tensor>,
+    full: impl Fn(&Tensor) -> Result<Tensor>,
+    part: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let list = deltas.read().unwrap();
+    if list.is_empty() {
+        return full(w);
+    }
+    let mut dw = list[0].matrix()?;
+    for d in &list[1..] {
+        dw = (dw + d.matrix()?)?;
+    }
+    let dw = dw.reshape(w.shape())?;
+    match scale {
+        None => full(&(w + dw)?),
+        Some(s) => {
+            let y = full(w)?;
+            let rank = y.rank();
+            y + part(&dw)?.broadcast_mul(&per_row(s, rank)?)?
+        }
+    }
+}
+
 /// `x @ w^T` for x (..., in) and w (out, in), as one 2-D GEMM over the folded leading dims:
 /// a broadcast matmul's weight gradient would be a slow strided sum over the batch.
 fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -59,14 +110,18 @@ fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     crate::flops::matmul(&x.flatten_to(last.saturating_sub(1))?, &w.t()?)?.reshape(out_dims)
 }
 
-type DeltaList = Arc<RwLock<Vec<Delta>>>;
+pub(crate) type DeltaList = Arc<RwLock<Vec<Delta>>>;
 
-/// One adapted layer: its dimensions, frozen weight (out, in) and deltas.
+/// One adapted layer: its dimensions, frozen weight as a matrix (out, in) and deltas. A conv
+/// kernel (out, c, kh, kw) is the matrix (out, c*kh*kw); a norm gain (n,) is (1, n), so SVDiff
+/// gives it one scalar shift, as its reference code does.
 #[derive(Debug)]
 struct Slot {
     in_dim: usize,
     out_dim: usize,
     weight: Tensor,
+    /// The weight's own shape, for files.
+    shape: Vec<usize>,
     deltas: DeltaList,
 }
 
@@ -76,10 +131,15 @@ struct Slot {
 pub struct Slots(Arc<Mutex<BTreeMap<String, Slot>>>);
 
 impl Slots {
-    fn register(&self, name: String, weight: &Tensor) -> Result<DeltaList> {
-        let (out_dim, in_dim) = weight.dims2()?;
+    pub(crate) fn register(&self, name: String, weight: &Tensor) -> Result<DeltaList> {
+        let shape = weight.dims().to_vec();
+        let (out_dim, in_dim) = match shape.as_slice() {
+            [n] => (1, *n),
+            [o, rest @ ..] => (*o, rest.iter().product()),
+            [] => candle_core::bail!("`{name}`: a scalar weight cannot take adapters"),
+        };
         let deltas: DeltaList = Arc::default();
-        let slot = Slot { in_dim, out_dim, weight: weight.clone(), deltas: deltas.clone() };
+        let slot = Slot { in_dim, out_dim, weight: weight.reshape((out_dim, in_dim))?, shape, deltas: deltas.clone() };
         self.0.lock().unwrap().insert(name, slot);
         Ok(deltas)
     }
@@ -93,6 +153,12 @@ impl Slots {
     pub fn weight(&self, name: &str) -> Result<Tensor> {
         let map = self.0.lock().unwrap();
         map.get(name).map(|s| s.weight.clone()).ok_or_else(|| missing(name))
+    }
+
+    /// The layer weight's own shape (a conv's 4 dims, a norm gain's 1), as files store it.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        let map = self.0.lock().unwrap();
+        map.get(name).map(|s| s.shape.clone()).ok_or_else(|| missing(name))
     }
 
     /// Adds a delta to the named layer, checking its shape.
@@ -156,11 +222,7 @@ impl AdaptedLinear {
         }
         match row_scale {
             None => y + d,
-            Some(s) => {
-                let mut shape = vec![1usize; x.rank()];
-                shape[0] = s.dim(0)?;
-                y + d.broadcast_mul(&s.reshape(shape)?)?
-            }
+            Some(s) => y + d.broadcast_mul(&per_row(s, x.rank())?)?,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! gradient, composed differentiable ops when the input or a weight is tracked.
 //! This is the one place that decides, so a trainable path can never hit a fused kernel.
 
+use super::linear::{forward_folded, DeltaList, Slots};
 use candle_core::{Result, Tensor, D};
 
 fn tracked(ts: &[&Tensor]) -> bool {
@@ -45,16 +46,33 @@ pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f64,
+    /// Adapter deltas on the gain `weight`; empty unless `adapted`.
+    deltas: DeltaList,
 }
 
 impl LayerNorm {
     pub fn new(dim: usize, eps: f64, vb: candle_nn::VarBuilder) -> Result<Self> {
         let weight = vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?;
         let bias = vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?;
-        Ok(Self { weight, bias, eps })
+        Ok(Self { weight, bias, eps, deltas: DeltaList::default() })
+    }
+
+    /// A LayerNorm whose gain adapters attach to via `slots` (as `GroupNorm::adapted`).
+    pub fn adapted(dim: usize, eps: f64, vb: candle_nn::VarBuilder, slots: &Slots) -> Result<Self> {
+        let name = vb.prefix();
+        let mut norm = Self::new(dim, eps, vb)?;
+        norm.deltas = slots.register(name, &norm.weight)?;
+        Ok(norm)
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        layer_norm(x, &self.weight, &self.bias, self.eps)
+        self.forward_scaled(x, None)
+    }
+
+    /// `scale`: one adapter strength per batch row (B,); None = strength 1.
+    pub fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
+        let full = |g: &Tensor| layer_norm(x, g, &self.bias, self.eps);
+        let part = |dg: &Tensor| layer_norm(x, dg, &self.bias.zeros_like()?, self.eps);
+        forward_folded(&self.deltas, &self.weight, scale, full, part)
     }
 }

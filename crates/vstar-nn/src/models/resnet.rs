@@ -1,16 +1,19 @@
 //! ResnetBlock2D, Downsample2D and Upsample2D (diffusers names), shared by UNet and VAE.
+//! Their weights register in `slots` (the UNet's adapters reach every conv and norm); the
+//! VAE and the Toyland towers pass a registry of their own that no adapter ever sees.
+//! `scale` is the per-batch-row adapter strength (see `AdaptedLinear`).
 
-use super::conv2d;
 use crate::layers::conv::Conv2d;
 use crate::layers::group_norm::GroupNorm;
-use candle_core::{Module, Result, Tensor};
+use crate::layers::{AdaptedLinear, Slots};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 #[derive(Debug, Clone)]
 pub struct ResnetBlock {
     norm1: GroupNorm,
     conv1: Conv2d,
-    time_emb_proj: Option<candle_nn::Linear>,
+    time_emb_proj: Option<AdaptedLinear>,
     norm2: GroupNorm,
     conv2: Conv2d,
     conv_shortcut: Option<Conv2d>,
@@ -25,26 +28,31 @@ impl ResnetBlock {
         groups: usize,
         eps: f64,
         vb: VarBuilder,
+        slots: &Slots,
     ) -> Result<Self> {
+        let conv = |i, o, k, p, name: &str| Conv2d::adapted(i, o, k, 1, p, vb.pp(name), slots);
         Ok(Self {
-            norm1: GroupNorm::new(groups, cin, eps, vb.pp("norm1"))?,
-            conv1: conv2d(cin, cout, 3, 1, 1, vb.pp("conv1"))?,
-            time_emb_proj: temb_dim.map(|d| candle_nn::linear(d, cout, vb.pp("time_emb_proj"))).transpose()?,
-            norm2: GroupNorm::new(groups, cout, eps, vb.pp("norm2"))?,
-            conv2: conv2d(cout, cout, 3, 1, 1, vb.pp("conv2"))?,
-            conv_shortcut: (cin != cout).then(|| conv2d(cin, cout, 1, 1, 0, vb.pp("conv_shortcut"))).transpose()?,
+            norm1: GroupNorm::adapted(groups, cin, eps, vb.pp("norm1"), slots)?,
+            conv1: conv(cin, cout, 3, 1, "conv1")?,
+            time_emb_proj: temb_dim
+                .map(|d| AdaptedLinear::new(d, cout, true, vb.pp("time_emb_proj"), slots))
+                .transpose()?,
+            norm2: GroupNorm::adapted(groups, cout, eps, vb.pp("norm2"), slots)?,
+            conv2: conv(cout, cout, 3, 1, "conv2")?,
+            conv_shortcut: (cin != cout).then(|| conv(cin, cout, 1, 0, "conv_shortcut")).transpose()?,
         })
     }
 
     /// `temb`: the SiLU-activated time embedding (B, D), computed once per UNet call.
-    pub fn forward(&self, x: &Tensor, temb_act: Option<&Tensor>) -> Result<Tensor> {
-        let mut h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
+    pub fn forward(&self, x: &Tensor, temb_act: Option<&Tensor>, scale: Option<&Tensor>) -> Result<Tensor> {
+        let h = self.norm1.forward_scaled(x, scale)?.silu()?;
+        let mut h = self.conv1.forward_scaled(&h, scale)?;
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb_act) {
-            h = h.broadcast_add(&proj.forward(t)?.unsqueeze(2)?.unsqueeze(3)?)?;
+            h = h.broadcast_add(&proj.forward(t, scale)?.unsqueeze(2)?.unsqueeze(3)?)?;
         }
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv2.forward_scaled(&self.norm2.forward_scaled(&h, scale)?.silu()?, scale)?;
         let skip = match &self.conv_shortcut {
-            Some(c) => c.forward(x)?,
+            Some(c) => c.forward_scaled(x, scale)?,
             None => x.clone(),
         };
         skip + h
@@ -59,16 +67,16 @@ pub struct Downsample {
 }
 
 impl Downsample {
-    pub fn new(ch: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: conv2d(ch, ch, 3, 2, padding, vb.pp("conv"))?, asymmetric: padding == 0 })
+    pub fn new(ch: usize, padding: usize, vb: VarBuilder, slots: &Slots) -> Result<Self> {
+        Ok(Self { conv: Conv2d::adapted(ch, ch, 3, 2, padding, vb.pp("conv"), slots)?, asymmetric: padding == 0 })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
         if self.asymmetric {
             let x = x.pad_with_zeros(2, 0, 1)?.pad_with_zeros(3, 0, 1)?;
-            self.conv.forward(&x)
+            self.conv.forward_scaled(&x, scale)
         } else {
-            self.conv.forward(x)
+            self.conv.forward_scaled(x, scale)
         }
     }
 }
@@ -80,13 +88,13 @@ pub struct Upsample {
 }
 
 impl Upsample {
-    pub fn new(ch: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: conv2d(ch, ch, 3, 1, 1, vb.pp("conv"))? })
+    pub fn new(ch: usize, vb: VarBuilder, slots: &Slots) -> Result<Self> {
+        Ok(Self { conv: Conv2d::adapted(ch, ch, 3, 1, 1, vb.pp("conv"), slots)? })
     }
 
-    pub fn forward(&self, x: &Tensor, size: Option<(usize, usize)>) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, size: Option<(usize, usize)>, scale: Option<&Tensor>) -> Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let (th, tw) = size.unwrap_or((2 * h, 2 * w));
-        self.conv.forward(&x.upsample_nearest2d(th, tw)?)
+        self.conv.forward_scaled(&x.upsample_nearest2d(th, tw)?, scale)
     }
 }

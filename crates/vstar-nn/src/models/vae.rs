@@ -6,6 +6,7 @@ use super::resnet::{Downsample, ResnetBlock, Upsample};
 use crate::config::VaeConfig;
 use crate::layers::conv::Conv2d;
 use crate::layers::group_norm::GroupNorm;
+use crate::layers::Slots;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
@@ -52,20 +53,20 @@ struct MidBlock {
 }
 
 impl MidBlock {
-    fn new(ch: usize, groups: usize, attn: bool, vb: VarBuilder) -> Result<Self> {
+    fn new(ch: usize, groups: usize, attn: bool, vb: VarBuilder, slots: &Slots) -> Result<Self> {
         Ok(Self {
-            res0: ResnetBlock::new(ch, ch, None, groups, EPS, vb.pp("resnets.0"))?,
+            res0: ResnetBlock::new(ch, ch, None, groups, EPS, vb.pp("resnets.0"), slots)?,
             attn: attn.then(|| SpatialAttention::new(ch, groups, vb.pp("attentions.0"))).transpose()?,
-            res1: ResnetBlock::new(ch, ch, None, groups, EPS, vb.pp("resnets.1"))?,
+            res1: ResnetBlock::new(ch, ch, None, groups, EPS, vb.pp("resnets.1"), slots)?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = self.res0.forward(x, None)?;
+        let mut h = self.res0.forward(x, None, None)?;
         if let Some(a) = &self.attn {
             h = a.forward(&h)?;
         }
-        self.res1.forward(&h, None)
+        self.res1.forward(&h, None, None)
     }
 }
 
@@ -121,6 +122,8 @@ impl Vae {
         let ch = &cfg.block_out_channels;
         let (g, n, lat) = (cfg.norm_num_groups, ch.len(), cfg.latent_channels);
         let top = ch[n - 1];
+        // The VAE takes no adapters: this registry is never handed out.
+        let slots = &Slots::default();
 
         let ve = vb.pp("encoder");
         let mut down = Vec::with_capacity(n);
@@ -129,17 +132,25 @@ impl Vae {
             let vbb = ve.pp(format!("down_blocks.{i}"));
             let resnets = (0..cfg.layers_per_block)
                 .map(|j| {
-                    ResnetBlock::new(if j == 0 { cin } else { c }, c, None, g, EPS, vbb.pp(format!("resnets.{j}")))
+                    ResnetBlock::new(
+                        if j == 0 { cin } else { c },
+                        c,
+                        None,
+                        g,
+                        EPS,
+                        vbb.pp(format!("resnets.{j}")),
+                        slots,
+                    )
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let ds = (i + 1 < n).then(|| Downsample::new(c, 0, vbb.pp("downsamplers.0"))).transpose()?;
+            let ds = (i + 1 < n).then(|| Downsample::new(c, 0, vbb.pp("downsamplers.0"), slots)).transpose()?;
             down.push((resnets, ds));
             cin = c;
         }
         let encoder = Encoder {
             conv_in: conv2d(cfg.in_channels, ch[0], 3, 1, 1, ve.pp("conv_in"))?,
             down,
-            mid: MidBlock::new(top, g, cfg.mid_block_add_attention, ve.pp("mid_block"))?,
+            mid: MidBlock::new(top, g, cfg.mid_block_add_attention, ve.pp("mid_block"), slots)?,
             norm_out: GroupNorm::new(g, top, EPS, ve.pp("conv_norm_out"))?,
             conv_out: conv2d(top, 2 * lat, 3, 1, 1, ve.pp("conv_out"))?,
         };
@@ -151,16 +162,24 @@ impl Vae {
             let vbb = vd.pp(format!("up_blocks.{i}"));
             let resnets = (0..=cfg.layers_per_block)
                 .map(|j| {
-                    ResnetBlock::new(if j == 0 { prev } else { c }, c, None, g, EPS, vbb.pp(format!("resnets.{j}")))
+                    ResnetBlock::new(
+                        if j == 0 { prev } else { c },
+                        c,
+                        None,
+                        g,
+                        EPS,
+                        vbb.pp(format!("resnets.{j}")),
+                        slots,
+                    )
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let us = (i + 1 < n).then(|| Upsample::new(c, vbb.pp("upsamplers.0"))).transpose()?;
+            let us = (i + 1 < n).then(|| Upsample::new(c, vbb.pp("upsamplers.0"), slots)).transpose()?;
             up.push((resnets, us));
             prev = c;
         }
         let decoder = Decoder {
             conv_in: conv2d(lat, top, 3, 1, 1, vd.pp("conv_in"))?,
-            mid: MidBlock::new(top, g, cfg.mid_block_add_attention, vd.pp("mid_block"))?,
+            mid: MidBlock::new(top, g, cfg.mid_block_add_attention, vd.pp("mid_block"), slots)?,
             up,
             norm_out: GroupNorm::new(g, ch[0], EPS, vd.pp("conv_norm_out"))?,
             conv_out: conv2d(ch[0], cfg.out_channels, 3, 1, 1, vd.pp("conv_out"))?,
@@ -186,10 +205,10 @@ impl Vae {
         let mut h = e.conv_in.forward(x)?;
         for (resnets, ds) in &e.down {
             for r in resnets {
-                h = r.forward(&h, None)?;
+                h = r.forward(&h, None, None)?;
             }
             if let Some(ds) = ds {
-                h = ds.forward(&h)?;
+                h = ds.forward(&h, None)?;
             }
         }
         h = e.mid.forward(&h)?;
@@ -213,10 +232,10 @@ impl Vae {
         let mut h = d.mid.forward(&d.conv_in.forward(&z)?)?;
         for (resnets, us) in &d.up {
             for r in resnets {
-                h = r.forward(&h, None)?;
+                h = r.forward(&h, None, None)?;
             }
             if let Some(us) = us {
-                h = us.forward(&h, None)?;
+                h = us.forward(&h, None, None)?;
             }
         }
         d.conv_out.forward(&d.norm_out.forward(&h)?.silu()?)

@@ -35,11 +35,13 @@ impl ImageTower {
     pub fn new(c: &TowerConfig, vb: VarBuilder) -> Result<Self> {
         let conv_in = conv2d(3, c.channels[0], 3, c.stem_stride, 1, vb.pp("conv_in"))?;
         let mut levels = vec![];
+        // The towers take no adapters: this registry is never handed out.
+        let slots = &vstar_nn::layers::Slots::default();
         let mut cin = c.channels[0];
         for (i, &ch) in c.channels.iter().enumerate() {
             let vbl = vb.pp(format!("levels.{i}"));
-            let block = ResnetBlock::new(cin, ch, None, c.groups, 1e-6, vbl.pp("resnet"))?;
-            let down = (i + 1 < c.channels.len()).then(|| Downsample::new(ch, 1, vbl.pp("down"))).transpose()?;
+            let block = ResnetBlock::new(cin, ch, None, c.groups, 1e-6, vbl.pp("resnet"), slots)?;
+            let down = (i + 1 < c.channels.len()).then(|| Downsample::new(ch, 1, vbl.pp("down"), slots)).transpose()?;
             levels.push((block, down));
             cin = ch;
         }
@@ -52,9 +54,9 @@ impl ImageTower {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = self.conv_in.forward(x)?;
         for (block, down) in &self.levels {
-            h = block.forward(&h, None)?;
+            h = block.forward(&h, None, None)?;
             if let Some(d) = down {
-                h = d.forward(&h)?;
+                h = d.forward(&h, None)?;
             }
         }
         let pooled = self.norm_out.forward(&h)?.silu()?.mean((2, 3))?;

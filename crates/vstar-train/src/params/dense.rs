@@ -1,6 +1,7 @@
-//! Dense deltas on chosen UNet layers: DreamBooth (attention projections, or every adapted
-//! linear layer) and Custom Diffusion (cross-attention K and V). The trainable tensor is dW,
-//! zero at the start; the file stores W0 + dW as the tools users exchange expect.
+//! Dense deltas on chosen UNet layers: DreamBooth (attention projections, or the whole UNet:
+//! every linear, conv kernel and norm gain) and Custom Diffusion (cross-attention K and V).
+//! The trainable tensor is dW, zero at the start; the file stores W0 + dW, in the weight's own
+//! shape, as the tools users exchange expect.
 
 use candle_core::{DType, Result, Var};
 use std::path::Path;
@@ -10,12 +11,12 @@ use vstar_nn::model::Model;
 
 pub struct DenseSet {
     pub format: DenseFormat,
-    /// (UNet layer, dW (out, in)).
+    /// (UNet layer, dW as the layer's matrix (out, in)).
     pub layers: Vec<(String, Var)>,
 }
 
 impl DenseSet {
-    /// `targets`: layer-name suffixes; an empty list means every adapted linear layer.
+    /// `targets`: layer-name suffixes; an empty list means every adapted layer.
     pub fn attach(model: &Model, targets: &[&str], format: DenseFormat) -> Result<Self> {
         let mut layers = vec![];
         for (name, i, o) in model.unet.slots.names() {
@@ -47,7 +48,10 @@ impl DenseSet {
         let full = self
             .layers
             .iter()
-            .map(|(n, dw)| Ok((n.clone(), (model.unet.slots.weight(n)? + dw.as_tensor().detach())?)))
+            .map(|(n, dw)| {
+                let slots = &model.unet.slots;
+                Ok((n.clone(), (slots.weight(n)? + dw.as_tensor().detach())?.reshape(slots.shape(n)?)?))
+            })
             .collect::<Result<Vec<_>>>()?;
         let path = out.join(self.file_name());
         save_dense(&path, &full, self.format)?;

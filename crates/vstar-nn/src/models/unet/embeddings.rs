@@ -1,8 +1,9 @@
 //! Sinusoidal timestep features and the MLP that embeds them (diffusers `Timesteps`,
 //! `TimestepEmbedding`).
 
-use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use crate::layers::{AdaptedLinear, Slots};
+use candle_core::{DType, Result, Tensor};
+use candle_nn::VarBuilder;
 
 /// (N,) float timesteps -> (N, dim) features `[sin, cos]` (or `[cos, sin]` when flipped).
 pub fn timestep_features(t: &Tensor, dim: usize, flip_sin_to_cos: bool, freq_shift: f64) -> Result<Tensor> {
@@ -22,19 +23,20 @@ pub fn timestep_features(t: &Tensor, dim: usize, flip_sin_to_cos: bool, freq_shi
 
 #[derive(Debug, Clone)]
 pub struct TimestepEmbedding {
-    linear_1: Linear,
-    linear_2: Linear,
+    linear_1: AdaptedLinear,
+    linear_2: AdaptedLinear,
 }
 
 impl TimestepEmbedding {
-    pub fn new(cin: usize, dim: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cin: usize, dim: usize, vb: VarBuilder, slots: &Slots) -> Result<Self> {
         Ok(Self {
-            linear_1: candle_nn::linear(cin, dim, vb.pp("linear_1"))?,
-            linear_2: candle_nn::linear(dim, dim, vb.pp("linear_2"))?,
+            linear_1: AdaptedLinear::new(cin, dim, true, vb.pp("linear_1"), slots)?,
+            linear_2: AdaptedLinear::new(dim, dim, true, vb.pp("linear_2"), slots)?,
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.linear_2.forward(&self.linear_1.forward(x)?.silu()?)
+    /// `scale`: one adapter strength per batch row (B,); None = strength 1.
+    pub fn forward(&self, x: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
+        self.linear_2.forward(&self.linear_1.forward(x, scale)?.silu()?, scale)
     }
 }

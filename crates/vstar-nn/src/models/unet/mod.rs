@@ -5,14 +5,13 @@ mod transformer;
 
 pub use embeddings::timestep_features;
 
-use super::conv2d;
 use super::resnet::{Downsample, ResnetBlock, Upsample};
 use crate::config::{BlockSpec, UNetConfig};
 use crate::layers::attention::Ctx;
 use crate::layers::conv::Conv2d;
 use crate::layers::group_norm::GroupNorm;
 use crate::layers::Slots;
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use embeddings::TimestepEmbedding;
 use transformer::{Transformer2D, TransformerSpec};
@@ -32,7 +31,7 @@ struct Level {
 
 impl Level {
     fn forward_layer(&self, i: usize, x: &Tensor, temb: &Tensor, context: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let h = self.resnets[i].forward(x, Some(temb))?;
+        let h = self.resnets[i].forward(x, Some(temb), ctx.adapter_scale.as_ref())?;
         match self.attentions.get(i) {
             Some(a) => a.forward(&h, context, ctx),
             None => Ok(h),
@@ -81,11 +80,11 @@ impl UNet {
         let c0 = cfg.block_out_channels[0];
         let temb_dim = cfg.time_embed_dim();
         let kin = cfg.conv_in_kernel;
-        let conv_in = conv2d(cfg.in_channels, c0, kin, 1, (kin - 1) / 2, vb.pp("conv_in"))?;
-        let time_embedding = TimestepEmbedding::new(c0, temb_dim, vb.pp("time_embedding"))?;
+        let conv_in = Conv2d::adapted(cfg.in_channels, c0, kin, 1, (kin - 1) / 2, vb.pp("conv_in"), &slots)?;
+        let time_embedding = TimestepEmbedding::new(c0, temb_dim, vb.pp("time_embedding"), &slots)?;
         let add_embedding = match cfg.projection_class_embeddings_input_dim {
             Some(d) if cfg.addition_embed_type.is_some() => {
-                Some(TimestepEmbedding::new(d, temb_dim, vb.pp("add_embedding"))?)
+                Some(TimestepEmbedding::new(d, temb_dim, vb.pp("add_embedding"), &slots)?)
             }
             _ => None,
         };
@@ -105,6 +104,7 @@ impl UNet {
                     g,
                     eps,
                     vbb.pp(format!("resnets.{j}")),
+                    &slots,
                 )?);
                 if spec.cross_attention {
                     level.attentions.push(transformer(
@@ -117,7 +117,7 @@ impl UNet {
                 }
             }
             let ds = (i + 1 < n)
-                .then(|| Downsample::new(spec.channels, cfg.downsample_padding, vbb.pp("downsamplers.0")))
+                .then(|| Downsample::new(spec.channels, cfg.downsample_padding, vbb.pp("downsamplers.0"), &slots))
                 .transpose()?;
             down.push((level, ds));
             cin = spec.channels;
@@ -126,9 +126,9 @@ impl UNet {
         let last = &blocks[n - 1];
         let vbm = vb.pp("mid_block");
         let mid = (
-            ResnetBlock::new(last.channels, last.channels, Some(temb_dim), g, eps, vbm.pp("resnets.0"))?,
+            ResnetBlock::new(last.channels, last.channels, Some(temb_dim), g, eps, vbm.pp("resnets.0"), &slots)?,
             transformer(cfg, last, last.transformer_layers, vbm.pp("attentions.0"), &slots)?,
-            ResnetBlock::new(last.channels, last.channels, Some(temb_dim), g, eps, vbm.pp("resnets.1"))?,
+            ResnetBlock::new(last.channels, last.channels, Some(temb_dim), g, eps, vbm.pp("resnets.1"), &slots)?,
         );
 
         // Up blocks mirror the down blocks; each resnet takes one skip connection.
@@ -150,6 +150,7 @@ impl UNet {
                     g,
                     eps,
                     vbb.pp(format!("resnets.{j}")),
+                    &slots,
                 )?);
                 if cross {
                     level.attentions.push(transformer(
@@ -161,7 +162,7 @@ impl UNet {
                     )?);
                 }
             }
-            let us = (i + 1 < n).then(|| Upsample::new(spec.channels, vbb.pp("upsamplers.0"))).transpose()?;
+            let us = (i + 1 < n).then(|| Upsample::new(spec.channels, vbb.pp("upsamplers.0"), &slots)).transpose()?;
             up.push((level, us));
             prev_out = spec.channels;
         }
@@ -175,8 +176,8 @@ impl UNet {
             down,
             mid,
             up,
-            conv_norm_out: GroupNorm::new(g, c0, eps, vb.pp("conv_norm_out"))?,
-            conv_out: conv2d(c0, cfg.out_channels, kout, 1, (kout - 1) / 2, vb.pp("conv_out"))?,
+            conv_norm_out: GroupNorm::adapted(g, c0, eps, vb.pp("conv_norm_out"), &slots)?,
+            conv_out: Conv2d::adapted(c0, cfg.out_channels, kout, 1, (kout - 1) / 2, vb.pp("conv_out"), &slots)?,
             slots,
         })
     }
@@ -195,7 +196,9 @@ impl UNet {
         let b = x.dim(0)?;
         let t = if t.rank() == 0 || t.dim(0)? == 1 { t.reshape(1)?.broadcast_as(b)?.contiguous()? } else { t.clone() };
         let tf = timestep_features(&t, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)?;
-        let mut temb = self.time_embedding.forward(&tf)?;
+        let scale = ctx.adapter_scale.clone();
+        let scale = scale.as_ref();
+        let mut temb = self.time_embedding.forward(&tf, scale)?;
         if let Some(add) = &self.add_embedding {
             let a = added.ok_or_else(|| {
                 candle_core::Error::Msg("this UNet (SDXL-style) needs pooled text embeddings and time ids".into())
@@ -204,11 +207,11 @@ impl UNet {
             let ids = a.time_ids.flatten_all()?;
             let time_feats = timestep_features(&ids, dim, cfg.flip_sin_to_cos, cfg.freq_shift)?.reshape((b, ()))?;
             let feats = Tensor::cat(&[&a.text_embeds, &time_feats], 1)?;
-            temb = (temb + add.forward(&feats)?)?;
+            temb = (temb + add.forward(&feats, scale)?)?;
         }
         let temb = temb.silu()?;
 
-        let mut h = self.conv_in.forward(x)?;
+        let mut h = self.conv_in.forward_scaled(x, scale)?;
         let mut skips = vec![h.clone()];
         for (level, ds) in &self.down {
             for i in 0..level.resnets.len() {
@@ -216,13 +219,13 @@ impl UNet {
                 skips.push(h.clone());
             }
             if let Some(ds) = ds {
-                h = ds.forward(&h)?;
+                h = ds.forward(&h, scale)?;
                 skips.push(h.clone());
             }
         }
-        h = self.mid.0.forward(&h, Some(&temb))?;
+        h = self.mid.0.forward(&h, Some(&temb), scale)?;
         h = self.mid.1.forward(&h, context, ctx)?;
-        h = self.mid.2.forward(&h, Some(&temb))?;
+        h = self.mid.2.forward(&h, Some(&temb), scale)?;
         for (level, us) in &self.up {
             for i in 0..level.resnets.len() {
                 let skip = skips.pop().expect("one skip per up resnet");
@@ -231,9 +234,9 @@ impl UNet {
             }
             if let Some(us) = us {
                 let size = skips.last().map(|s| (s.dim(2).unwrap_or(0), s.dim(3).unwrap_or(0)));
-                h = us.forward(&h, size)?;
+                h = us.forward(&h, size, scale)?;
             }
         }
-        self.conv_out.forward(&self.conv_norm_out.forward(&h)?.silu()?)
+        self.conv_out.forward_scaled(&self.conv_norm_out.forward_scaled(&h, scale)?.silu()?, scale)
     }
 }

@@ -6,7 +6,7 @@ use crate::layers::conv::Conv2d;
 use crate::layers::group_norm::GroupNorm;
 use crate::layers::ops::LayerNorm;
 use crate::layers::{AdaptedLinear, Attention, Slots};
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 #[derive(Debug, Clone)]
@@ -45,19 +45,20 @@ pub struct BasicTransformerBlock {
 impl BasicTransformerBlock {
     pub fn new(dim: usize, context_dim: usize, heads: usize, vb: VarBuilder, slots: &Slots) -> Result<Self> {
         Ok(Self {
-            norm1: LayerNorm::new(dim, 1e-5, vb.pp("norm1"))?,
+            norm1: LayerNorm::adapted(dim, 1e-5, vb.pp("norm1"), slots)?,
             attn1: Attention::new(dim, None, heads, vb.pp("attn1"), slots)?,
-            norm2: LayerNorm::new(dim, 1e-5, vb.pp("norm2"))?,
+            norm2: LayerNorm::adapted(dim, 1e-5, vb.pp("norm2"), slots)?,
             attn2: Attention::new(dim, Some(context_dim), heads, vb.pp("attn2"), slots)?,
-            norm3: LayerNorm::new(dim, 1e-5, vb.pp("norm3"))?,
+            norm3: LayerNorm::adapted(dim, 1e-5, vb.pp("norm3"), slots)?,
             ff: FeedForward::new(dim, vb.pp("ff"), slots)?,
         })
     }
 
     pub fn forward(&self, x: &Tensor, context: &Tensor, hw: (usize, usize), ctx: &mut Ctx) -> Result<Tensor> {
-        let x = (self.attn1.forward(&self.norm1.forward(x)?, None, hw, ctx)? + x)?;
-        let x = (self.attn2.forward(&self.norm2.forward(&x)?, Some(context), hw, ctx)? + &x)?;
-        self.ff.forward(&self.norm3.forward(&x)?, ctx.adapter_scale.as_ref())? + x
+        let s = ctx.adapter_scale.clone();
+        let x = (self.attn1.forward(&self.norm1.forward_scaled(x, s.as_ref())?, None, hw, ctx)? + x)?;
+        let x = (self.attn2.forward(&self.norm2.forward_scaled(&x, s.as_ref())?, Some(context), hw, ctx)? + &x)?;
+        self.ff.forward(&self.norm3.forward_scaled(&x, s.as_ref())?, s.as_ref())? + x
     }
 }
 
@@ -91,7 +92,7 @@ impl Transformer2D {
             Ok(if spec.linear_projection {
                 Proj::Linear(AdaptedLinear::new(c, c, true, vb.pp(name), slots)?)
             } else {
-                Proj::Conv(super::super::conv2d(c, c, 1, 1, 0, vb.pp(name))?)
+                Proj::Conv(Conv2d::adapted(c, c, 1, 1, 0, vb.pp(name), slots)?)
             })
         };
         let blocks = (0..spec.layers)
@@ -106,7 +107,7 @@ impl Transformer2D {
             })
             .collect::<Result<_>>()?;
         Ok(Self {
-            norm: GroupNorm::new(spec.groups, c, 1e-6, vb.pp("norm"))?,
+            norm: GroupNorm::adapted(spec.groups, c, 1e-6, vb.pp("norm"), slots)?,
             proj_in: proj("proj_in")?,
             blocks,
             proj_out: proj("proj_out")?,
@@ -115,19 +116,20 @@ impl Transformer2D {
 
     pub fn forward(&self, x: &Tensor, context: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
-        let normed = self.norm.forward(x)?;
+        let s = ctx.adapter_scale.clone();
+        let normed = self.norm.forward_scaled(x, s.as_ref())?;
         let to_seq = |t: &Tensor| -> Result<Tensor> { t.permute((0, 2, 3, 1))?.reshape((b, h * w, t.dim(1)?)) };
         let mut hs = match &self.proj_in {
-            Proj::Conv(conv) => to_seq(&conv.forward(&normed)?)?,
-            Proj::Linear(lin) => lin.forward(&to_seq(&normed)?, ctx.adapter_scale.as_ref())?,
+            Proj::Conv(conv) => to_seq(&conv.forward_scaled(&normed, s.as_ref())?)?,
+            Proj::Linear(lin) => lin.forward(&to_seq(&normed)?, s.as_ref())?,
         };
         for block in &self.blocks {
             hs = block.forward(&hs, context, (h, w), ctx)?;
         }
         let to_img = |t: &Tensor| -> Result<Tensor> { t.reshape((b, h, w, c))?.permute((0, 3, 1, 2)) };
         let out = match &self.proj_out {
-            Proj::Conv(conv) => conv.forward(&to_img(&hs)?.contiguous()?)?,
-            Proj::Linear(lin) => to_img(&lin.forward(&hs, ctx.adapter_scale.as_ref())?)?,
+            Proj::Conv(conv) => conv.forward_scaled(&to_img(&hs)?.contiguous()?, s.as_ref())?,
+            Proj::Linear(lin) => to_img(&lin.forward(&hs, s.as_ref())?)?,
         };
         out + x
     }
