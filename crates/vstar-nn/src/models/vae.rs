@@ -124,13 +124,9 @@ impl Vae {
         let top = ch[n - 1];
         // The VAE takes no adapters: this registry is never handed out.
         let slots = &Slots::default();
-
-        let ve = vb.pp("encoder");
-        let mut down = Vec::with_capacity(n);
-        let mut cin = ch[0];
-        for (i, &c) in ch.iter().enumerate() {
-            let vbb = ve.pp(format!("down_blocks.{i}"));
-            let resnets = (0..cfg.layers_per_block)
+        // `count` resnets to `c` channels, the first from `cin`.
+        let resnets = |count: usize, cin: usize, c: usize, vbb: &VarBuilder| {
+            (0..count)
                 .map(|j| {
                     ResnetBlock::new(
                         if j == 0 { cin } else { c },
@@ -142,7 +138,15 @@ impl Vae {
                         slots,
                     )
                 })
-                .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()
+        };
+
+        let ve = vb.pp("encoder");
+        let mut down = Vec::with_capacity(n);
+        let mut cin = ch[0];
+        for (i, &c) in ch.iter().enumerate() {
+            let vbb = ve.pp(format!("down_blocks.{i}"));
+            let resnets = resnets(cfg.layers_per_block, cin, c, &vbb)?;
             let ds = (i + 1 < n).then(|| Downsample::new(c, 0, vbb.pp("downsamplers.0"), slots)).transpose()?;
             down.push((resnets, ds));
             cin = c;
@@ -160,19 +164,7 @@ impl Vae {
         let mut prev = top;
         for (i, &c) in ch.iter().rev().enumerate() {
             let vbb = vd.pp(format!("up_blocks.{i}"));
-            let resnets = (0..=cfg.layers_per_block)
-                .map(|j| {
-                    ResnetBlock::new(
-                        if j == 0 { prev } else { c },
-                        c,
-                        None,
-                        g,
-                        EPS,
-                        vbb.pp(format!("resnets.{j}")),
-                        slots,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let resnets = resnets(cfg.layers_per_block + 1, prev, c, &vbb)?;
             let us = (i + 1 < n).then(|| Upsample::new(c, vbb.pp("upsamplers.0"), slots)).transpose()?;
             up.push((resnets, us));
             prev = c;
