@@ -141,3 +141,40 @@ fn dense_files_hold_convs_and_norms_in_their_own_shapes() {
     let e = load_adapter(&flat, &mut model(), 1.0).unwrap_err().to_string();
     assert!(e.contains("flat.safetensors") && e.contains(&conv) && e.contains("another base model"), "{e}");
 }
+
+/// A kohya LoCon-style LoRA on a conv (down (r, c, 3, 3), up (out, r, 1, 1)) is the kernel
+/// delta up @ down * alpha/r: it renders what a dense file of W0 + that delta renders.
+#[test]
+fn conv_lora_equals_its_dense_kernel_delta() {
+    let dir = tmp("conv-lora");
+    let m = model();
+    let conv = m.unet.slots.names().into_iter().find(|(n, _, _)| n.ends_with("resnets.0.conv1")).unwrap().0;
+    let shape = m.unet.slots.shape(&conv).unwrap();
+    let (o, c) = (shape[0], shape[1]);
+    let down = Tensor::randn(0f32, 0.3, (2, c, 3, 3), &Device::Cpu).unwrap();
+    let up = Tensor::randn(0f32, 0.3, (o, 2, 1, 1), &Device::Cpu).unwrap();
+    let k = format!("lora_unet_{}", conv.replace('.', "_"));
+    let lora = dir.join("locon.safetensors");
+    let tensors = [
+        (format!("{k}.lora_down.weight"), down.clone()),
+        (format!("{k}.lora_up.weight"), up.clone()),
+        (format!("{k}.alpha"), Tensor::new(1f32, &Device::Cpu).unwrap()),
+    ];
+    candle_core::safetensors::save(&tensors.into_iter().collect(), &lora).unwrap();
+    let dw = (up.flatten_from(1).unwrap().matmul(&down.flatten_from(1).unwrap()).unwrap() * 0.5).unwrap();
+    let full = (m.unet.slots.weight(&conv).unwrap() + dw).unwrap().reshape(shape).unwrap();
+    let dense = dir.join("dense.safetensors");
+    save_dense(&dense, &[(conv.clone(), full)], DenseFormat::DreamBooth).unwrap();
+    let eps = |file: Option<&PathBuf>| {
+        let mut m = model();
+        if let Some(f) = file {
+            load_adapter(f, &mut m, 1.0).unwrap();
+        }
+        let x = Tensor::ones((1, 4, 16, 16), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::new(&[500f32], &Device::Cpu).unwrap();
+        m.unet.forward(&x, &t, &context(&m, "a photo"), None, &mut vstar_nn::Ctx::default()).unwrap()
+    };
+    let (a, b) = (eps(Some(&lora)), eps(Some(&dense)));
+    assert!(diff(&a, &eps(None)) > 1e-3, "the LoRA moves the output");
+    assert!(diff(&a, &b) < 1e-4, "LoCon vs dense: {}", diff(&a, &b));
+}
