@@ -36,11 +36,12 @@ train lora lora immen 400 5e-4
 train ti ti "<immen>" 400 5e-3
 train lora-ti lora-ti "<immen>" 400 5e-4
 train dreambooth dreambooth immen 400 1e-4
+train dreambooth-full dreambooth-full immen 400 5e-5
 train svdiff svdiff immen 400 1e-3
 train custom custom "<immen>" 400 1e-4
 train lora-prior lora immen 400 5e-4 --prior-images 8
 echo "## Every method on dog_a"
-table lora ti lora-ti dreambooth svdiff custom lora-prior
+table lora ti lora-ti dreambooth dreambooth-full svdiff custom lora-prior
 
 for s in 100 200 800; do train "lora-$s" lora immen "$s" 5e-4; done
 echo "## DreamBooth-LoRA: steps"

@@ -321,4 +321,18 @@ mod tests {
         let err = spec_with("\"vico_alive\"").unwrap_err().to_string();
         assert!(err.contains(":2:") && err.contains("vico_alive"), "{err}");
     }
+
+    /// The specs under docs/ stay valid: every method name and knob there is one the sweep
+    /// knows, and the full sweep covers every sampling method.
+    #[test]
+    fn the_documented_specs_parse_and_the_full_one_covers_every_method() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+        let (_, cells) = SweepSpec::read(&docs.join("sweep.toml")).unwrap();
+        assert_eq!(cells.len(), 23);
+        let (_, cells) = SweepSpec::read(&docs.join("sweep-full.toml")).unwrap();
+        assert_eq!(cells.len(), 35);
+        for m in METHODS.iter().filter(|m| **m != "cfg") {
+            assert!(cells.iter().any(|c| c.method == *m), "sweep-full.toml has no {m} cell");
+        }
+    }
 }
