@@ -67,13 +67,17 @@ pub fn labelled(seed: u64, stage: u64, step: usize, b: usize) -> (Vec<SceneSpec>
 }
 
 /// `b/2` generic instances, each in two independent contexts: rows i and i + b/2 are the same
-/// subject (the identity oracle's positives).
+/// subject (the identity oracle's positives). Every odd step draws all its instances from one
+/// superclass, so half the negatives are hard: telling apart two subjects of one superclass is
+/// what ToyBooth retrieval asks (most of its misses were within a superclass).
 pub fn paired_views(seed: u64, stage: u64, step: usize, b: usize) -> Vec<SceneSpec> {
     let half = b / 2;
+    let pick = |rng: &mut ChaCha8Rng| Superclass::ALL[rng.random_range(0..Superclass::ALL.len())];
+    let shared = (step % 2 == 1).then(|| pick(&mut ChaCha8Rng::seed_from_u64(item_seed(seed, stage + 200, step, 0))));
     let instances: Vec<Instance> = (0..half)
         .map(|i| {
             let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, stage, step, i));
-            let sc = Superclass::ALL[rng.random_range(0..Superclass::ALL.len())];
+            let sc = shared.unwrap_or_else(|| pick(&mut rng));
             Instance::sample(sc, &mut rng)
         })
         .collect();
