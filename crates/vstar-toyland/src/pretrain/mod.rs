@@ -42,6 +42,8 @@ pub struct Recipe {
     pub vae_steps: usize,
     pub clip_steps: usize,
     pub unet_steps: usize,
+    /// The UNet's second phase (a warm restart from the first).
+    pub unet_refine_steps: usize,
     pub attribute_steps: usize,
     pub identity_steps: usize,
     pub eval_clip_steps: usize,
@@ -59,6 +61,7 @@ impl Recipe {
             vae_steps: 1600,
             clip_steps: 300,
             unet_steps: 3600,
+            unet_refine_steps: 3600,
             attribute_steps: 8000,
             identity_steps: 8000,
             eval_clip_steps: 300,
@@ -75,6 +78,7 @@ impl Recipe {
             vae_steps: 3,
             clip_steps: 3,
             unet_steps: 3,
+            unet_refine_steps: 2,
             attribute_steps: 3,
             identity_steps: 3,
             eval_clip_steps: 3,
@@ -139,7 +143,7 @@ impl<'s> Output<'s> {
 }
 
 /// The weights of every output, if all were written.
-fn load_outputs(outputs: &[Output], dev: &Device) -> Result<Option<HashMap<String, Tensor>>> {
+pub(crate) fn load_outputs(outputs: &[Output], dev: &Device) -> Result<Option<HashMap<String, Tensor>>> {
     let mut all = HashMap::new();
     for o in outputs {
         match o.load(dev)? {
