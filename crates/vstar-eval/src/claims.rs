@@ -17,8 +17,11 @@ pub struct Claim {
 /// Identity may drop by at most this much (cosine) for a cost to count as "small".
 pub const SMALL_IDENTITY_COST: f64 = 0.05;
 
+/// The result named `m` (a demo), else the first of a sweep's cells of method `m` (ids
+/// `m_axis=value`: list the paper's default first in a grid); the evidence names the cell.
 fn get<'a>(r: &'a [MethodResult], m: &str) -> Option<&'a MethodResult> {
-    r.iter().find(|x| x.method == m)
+    let cell = format!("{m}_");
+    r.iter().find(|x| x.method == m).or_else(|| r.iter().find(|x| x.method.starts_with(&cell)))
 }
 
 fn rows(r: &MethodResult) -> usize {
@@ -83,7 +86,8 @@ pub fn check(r: &[MethodResult]) -> Vec<Claim> {
             recall_at_small_cost,
         ),
         claim(PG, "PG with omega in [0, 0.3] raises identity over CFG", &["concept", "pg"], r, |m| {
-            (m[1].identity > m[0].identity, format!("{}; {} (omega 0.25)", id_rec(m[0]), id_rec(m[1])))
+            let omega = m[1].params.get("omega").and_then(|o| o.as_f64()).unwrap_or(f64::NAN);
+            (m[1].identity > m[0].identity, format!("{}; {} (omega {omega})", id_rec(m[0]), id_rec(m[1])))
         }),
         claim(PG, "PG costs exactly what CFG costs (one batched call, no extra rows)", &["concept", "pg"], r, |m| {
             let same = m[0].cost_per_image.unet_calls == m[1].cost_per_image.unet_calls && rows(m[0]) == rows(m[1]);
@@ -149,5 +153,21 @@ mod tests {
         assert_eq!(find(&c, "mixed sampling raises"), Some(false), "identity dropped 0.10");
         assert_eq!(find(&c, "PG with omega"), Some(false));
         assert_eq!(find(&c, "PG costs exactly"), Some(false));
+    }
+
+    /// A sweep's cells count for their method (its first grid point); pg++ cells are not pg's.
+    #[test]
+    fn sweep_cells_stand_for_their_method() {
+        let r = vec![
+            m("concept", 0.80, 0.50, 30, 60),
+            m("pg++_omega=0", 0.70, 0.5, 30, 60),
+            m("pg_omega=0", 0.85, 0.5, 30, 60),
+            m("pg_omega=1", 0.80, 0.5, 30, 60),
+        ];
+        let c = check(&r);
+        let pg = c.iter().find(|x| x.claim.starts_with("PG with omega")).unwrap();
+        assert_eq!(pg.reproduced, Some(true), "{}", pg.evidence);
+        assert!(pg.evidence.contains("pg_omega=0:"), "{}", pg.evidence);
+        assert_eq!(c.iter().find(|x| x.claim.starts_with("mixed sampling")).unwrap().reproduced, None);
     }
 }
