@@ -247,6 +247,11 @@ mod tests {
             .is_ok());
         let euler = SamplerSetup { kind: SchedulerKind::Euler, config: &c, steps: 10 };
         assert!(build("cfg++", &p, &euler).err().unwrap().to_string().contains("DDIM scheduler only"));
+        assert!(build("profusion", &p, &euler).err().unwrap().to_string().contains("DDIM scheduler only"));
+        for q in [0.0, 1.0, 1.2] {
+            let e = build("masked", &MethodParams { q, ..Default::default() }, &ddim(&c)).err().unwrap().to_string();
+            assert!(e.contains(&format!("--q {q} must be in (0, 1)")), "{e}");
+        }
         assert!(build("cfg++", &MethodParams::default(), &ddim(&c)).err().unwrap().to_string().contains("in [0, 1]"));
     }
 
