@@ -10,6 +10,7 @@ pub mod layers;
 pub mod locate;
 pub mod model;
 pub mod models;
+pub mod threads;
 pub mod tokenizer;
 pub mod weights;
 

@@ -109,6 +109,9 @@ enum Command {
         /// tools/ref/bench_torch.py on the same spec and print the ratios.
         #[arg(long)]
         reference: Option<String>,
+        /// Only this UNet (toyland or sd15-level); both by default.
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -217,7 +220,14 @@ fn report(dir: &std::path::Path) -> anyhow::Result<()> {
 fn main() {
     vstar_nn::alloc::keep_freed_memory();
     let cli = Cli::parse();
-    let result = match cli.command {
+    if let Err(e) = vstar_nn::threads::run_in_pool(|| run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Demo { out, model, quick, train_steps, methods } => demo(out, model, quick, train_steps, methods),
         Command::Eval { run, model, prompts, images_per_prompt, prompt, prompt_set, clip, dino } => {
             let encoders = vstar_eval::run_eval::EncoderDirs { clip, dino };
@@ -233,12 +243,8 @@ fn main() {
         Command::Sample(args) => sample::run(args),
         Command::Alchemy(args) => alchemy::run(args),
         Command::Train(args) => train::run(args),
-        Command::Bench { iters, reference } => bench::run(iters, reference.as_deref()),
+        Command::Bench { iters, reference, only } => bench::run(iters, reference.as_deref(), only.as_deref()),
         Command::Toyland(cmd) => toyland::run(cmd),
         Command::Tokens(cmd) => tokens::run(cmd),
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
     }
 }

@@ -34,8 +34,9 @@ pub struct Subject {
     reps: usize,
 }
 
-fn subjects(iters: usize) -> Vec<Subject> {
-    vec![
+/// The benchmarked UNets, or only the one named `only`.
+fn subjects(iters: usize, only: Option<&str>) -> Result<Vec<Subject>> {
+    let all = vec![
         Subject {
             name: "toyland",
             config: vstar_toyland::pretrain::unet_config(),
@@ -59,7 +60,13 @@ fn subjects(iters: usize) -> Vec<Subject> {
             // ~100x the Toyland UNet's work: fewer repeats keep the run short.
             reps: (iters / 5).max(1),
         },
-    ]
+    ];
+    let names: Vec<_> = all.iter().map(|s| s.name).collect();
+    let picked: Vec<_> = all.into_iter().filter(|s| only.is_none_or(|o| o == s.name)).collect();
+    if picked.is_empty() {
+        anyhow::bail!("--only {}: no such benchmark; use one of {}", only.unwrap_or_default(), names.join(", "));
+    }
+    Ok(picked)
 }
 
 /// Random weights for `cfg`, rebuilt from plain tensors (no Vars), as a loaded model is.
@@ -127,16 +134,16 @@ impl LoraUnet {
     }
 }
 
-pub fn run(iters: usize, reference: Option<&str>) -> Result<()> {
+pub fn run(iters: usize, reference: Option<&str>, only: Option<&str>) -> Result<()> {
     let dev = Device::Cpu;
     let root = vstar_nn::locate::resolve_model(None)?;
-    let theirs = reference.map(|python| reference::measure(python, &subjects(iters), &root)).transpose()?;
+    let theirs = reference.map(|python| reference::measure(python, &subjects(iters, only)?, &root)).transpose()?;
     let threads = candle_core::utils::get_num_threads();
     let (peak, n) = machine::gemm_peak_gflops()?;
     println!("f32, {threads} thread(s); GEMM peak {peak:.1} GFLOP/s (best square product, n = {n})");
     let mut figures = vec![];
     let mem = |m: f64| format!(", peak heap {m:.0} MiB");
-    for s in subjects(iters) {
+    for s in subjects(iters, only)? {
         let cfg: UNetConfig = serde_json::from_value(s.config.clone())?;
         let (unet, params) = frozen_unet(&cfg, &dev)?;
         let mut lora = LoraUnet::new(&cfg, &dev)?;
