@@ -23,9 +23,9 @@ pub fn count<T>(f: impl FnOnce() -> T) -> (T, u64) {
     (r, COUNT.with(Cell::get) - before)
 }
 
-/// `a.matmul(b)`, counted as 2 * (batch dims) * m * k * n.
+/// `a @ b` (`layers::product`), counted as 2 * (batch dims) * m * k * n.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let y = a.matmul(b)?;
+    let y = crate::layers::product::matmul(a, b)?;
     let k = a.dim(a.rank() - 1)? as u64;
     add(2 * k * y.elem_count() as u64);
     Ok(y)

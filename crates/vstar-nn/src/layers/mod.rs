@@ -7,6 +7,7 @@ pub mod group_norm;
 pub mod hooks;
 pub mod linear;
 pub mod ops;
+pub mod product;
 pub mod self_attention;
 
 pub use attention::Attention;
