@@ -53,7 +53,7 @@ mod tests {
             Tensor::zeros((2, 4, 7, 5), DType::F32, &dev).unwrap(),
         );
         assert_eq!(count(|| matmul(&a, &b).unwrap()).1, 2 * 8 * 3 * 7 * 5);
-        // Plain (non-Var) weights, as a loaded model has: a plain input takes candle's conv.
+        // Plain (non-Var) weights, as a loaded model has.
         let weights = std::collections::HashMap::from([
             ("weight".to_string(), Tensor::zeros((4, 3, 3, 3), DType::F32, &dev).unwrap()),
             ("bias".to_string(), Tensor::zeros(4, DType::F32, &dev).unwrap()),
@@ -63,7 +63,7 @@ mod tests {
         // 5x4 output pixels per image, each 4 outputs of a 3*3*3 patch.
         let want = 2 * 2 * 5 * 4 * 4 * 27;
         assert_eq!(count(|| conv.forward(&img).unwrap()).1, want);
-        // A Var input takes the training (im2col) path, which counts the same.
+        // A Var input (one-sided product, with a backward) counts the same.
         let v = candle_core::Var::from_tensor(&img).unwrap();
         assert_eq!(count(|| conv.forward(v.as_tensor()).unwrap()).1, want);
     }
