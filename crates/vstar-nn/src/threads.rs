@@ -13,7 +13,9 @@ pub fn run_in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+    // candle's backward walks the graph recursively: give the workers more stack than the main
+    // thread's 8 MiB (rayon's default is 2 MiB), reserved, not touched, unless needed.
+    match rayon::ThreadPoolBuilder::new().num_threads(n).stack_size(64 << 20).build() {
         Ok(pool) => pool.install(f),
         Err(_) => f(),
     }
