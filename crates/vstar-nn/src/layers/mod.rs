@@ -9,6 +9,7 @@ pub mod linear;
 pub mod ops;
 pub mod product;
 pub mod self_attention;
+pub mod softmax;
 
 pub use attention::Attention;
 pub use hooks::AttentionHooks;

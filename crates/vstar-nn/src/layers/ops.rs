@@ -1,5 +1,6 @@
 //! Ops with two paths: candle's fused kernels (fast, no backward) when nothing needs a
-//! gradient, composed differentiable ops when the input or a weight is tracked.
+//! gradient, differentiable ones (composed, or custom ops with a backward) when the input or
+//! a weight is tracked.
 //! This is the one place that decides, so a trainable path can never hit a fused kernel.
 
 use super::linear::{forward_folded, DeltaList, Slots};
@@ -12,7 +13,7 @@ fn tracked(ts: &[&Tensor]) -> bool {
 /// Softmax over the last dimension.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     if tracked(&[x]) {
-        candle_nn::ops::softmax(x, D::Minus1)
+        super::softmax::softmax_last(x)
     } else {
         candle_nn::ops::softmax_last_dim(x)
     }
