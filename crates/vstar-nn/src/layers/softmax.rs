@@ -18,13 +18,10 @@ impl CustomOp1 for SoftmaxLast {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = match (s, l.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
-            _ => candle_core::bail!("softmax: needs a contiguous f32 tensor"),
-        };
-        let m = *l.dims().last().unwrap_or(&1);
+        let x = super::conv::f32_slice(s, l, "softmax")?;
+        let m = l.dims().last().copied().unwrap_or(1).max(1);
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(m.max(1)).zip(x.par_chunks(m.max(1))).for_each(|(yr, xr)| {
+        y.par_chunks_mut(m).zip(x.par_chunks(m)).for_each(|(yr, xr)| {
             let max = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for (o, &v) in yr.iter_mut().zip(xr) {
