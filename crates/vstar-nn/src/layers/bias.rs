@@ -97,11 +97,8 @@ pub fn channel_sum(x: &Tensor, axis: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
-    }
 
     /// Output and both gradients equal candle's broadcast add, for a channel axis in the middle
     /// (conv) and at the end (linear).

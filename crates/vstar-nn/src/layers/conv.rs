@@ -208,12 +208,9 @@ impl Module for Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::max_diff;
     use candle_core::{Device, Var};
     use std::collections::HashMap;
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
-    }
 
     /// Forward and both gradients equal candle's conv2d (used here as the reference).
     #[test]

@@ -236,11 +236,8 @@ impl Module for GroupNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
-    }
 
     /// Output and all three gradients equal candle's composed GroupNorm.
     #[test]

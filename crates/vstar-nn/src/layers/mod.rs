@@ -14,3 +14,9 @@ pub mod softmax;
 pub use attention::Attention;
 pub use hooks::AttentionHooks;
 pub use linear::{AdaptedLinear, Delta, Slots};
+
+/// The largest absolute difference of two same-shape tensors (the layer tests' comparison).
+#[cfg(test)]
+pub(crate) fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}

@@ -77,11 +77,8 @@ impl CustomOp2 for OneSided {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
-    }
 
     /// Values and the tracked side's gradient equal candle's matmul, with a transposed
     /// (strided) frozen operand on either side; candle gives the frozen side a gradient, we

@@ -42,6 +42,7 @@ impl CustomOp1 for SoftmaxLast {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::max_diff;
     use candle_core::{Device, Var};
 
     /// Values and gradient equal candle's composed softmax, on rows with large offsets (the
@@ -52,13 +53,11 @@ mod tests {
         let v = Var::randn(0f32, 3.0, (2, 3, 7, 5), &dev).unwrap();
         let x = (v.as_tensor() + 40.0).unwrap().transpose(2, 3).unwrap();
         let (ours, theirs) = (softmax_last(&x).unwrap(), candle_nn::ops::softmax(&x, D::Minus1).unwrap());
-        let diff =
-            |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(diff(&ours, &theirs) < 1e-6);
+        assert!(max_diff(&ours, &theirs) < 1e-6);
         let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
         let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let e = diff(g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+        let e = max_diff(g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
         assert!(e < 1e-5, "gradient differs by {e}");
     }
 }
