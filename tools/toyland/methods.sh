@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Issue 4's Toyland tables, reproducible with one command (seeded; ~20-30 min on 2 cores):
+# Issue 4's Toyland tables, reproducible with one command (seeded; ~30 min on 2 cores):
 #   1. every personalization method on ToyBooth subject dog_a: identity and prompt-element
-#      recall of its placeholder prompts vs the base model's class prompts (`vstar eval`);
-#   2. DreamBooth-LoRA at 100, 200, 400 and 800 steps (the identity / recall trade-off);
-#   3. PALP vs LoRA+TI on one complex target prompt, same seeds (`vstar eval --prompt`).
+#      recall of its placeholder prompts vs the base model's class prompts (`vstar eval`,
+#      16 prompts x 4 images: at 8 x 2 the same run's figures moved by +-0.02);
+#   2. DreamBooth-LoRA at the paper's lr 1e-4, batch 1, 100 to 3200 steps (the identity /
+#      recall trade-off);
+#   3. PALP (alignment weight 1, 0.3, 0.1) vs LoRA+TI on one complex target prompt, same
+#      seeds, 32 images (`vstar eval --prompt`).
 # Usage: tools/toyland/methods.sh [OUT] (default out/methods). Needs the pretrained Toyland
 # (assets/toyland, or VSTAR_TOYLAND=DIR).
 set -euo pipefail
@@ -15,43 +18,44 @@ VSTAR=target/release/vstar
 [ -d "$OUT/toyland/toybooth/dog_a" ] || $VSTAR toyland render --out "$OUT/toyland" --size 32 >/dev/null
 IMAGES="$OUT/toyland/toybooth/dog_a"
 
-train() { # name method token steps lr [extra flags...]
+train() { # name method token steps lr [extra flags...]; batch 4 unless BATCH is set
     local name=$1 method=$2 token=$3 steps=$4 lr=$5
     shift 5
     if [ ! -f "$OUT/$name/vstar.json" ]; then
         rm -rf "$OUT/$name"
         $VSTAR train --images "$IMAGES" --class dog --token "$token" --method "$method" \
-            --steps "$steps" --lr "$lr" --batch 4 --seed 0 --out "$OUT/$name" "$@" >/dev/null
+            --steps "$steps" --lr "$lr" --batch "${BATCH:-4}" --seed 0 --out "$OUT/$name" "$@" >/dev/null
     fi
 }
+HEADER="| run | method | steps | train s | identity (base -> tuned) | recall (base -> tuned) |
+|---|---|---|---|---|---|"
 table() { # name...
-    echo "| run | method | steps | train s | identity (base -> tuned) | recall (base -> tuned) |"
-    echo "|---|---|---|---|---|---|"
+    echo "$HEADER"
     for n in "$@"; do
-        $VSTAR eval "$OUT/$n" 2>/dev/null | tail -1 | sed "s/^|/| $n |/"
+        $VSTAR eval "$OUT/$n" --prompts 16 --images-per-prompt 4 2>/dev/null | tail -1 | sed "s/^|/| $n |/"
     done
 }
 
 train lora lora immen 400 5e-4
-train ti ti "<immen>" 400 5e-3
+train ti ti "<immen>" 2000 5e-3
 train lora-ti lora-ti "<immen>" 400 5e-4
 train dreambooth dreambooth immen 400 1e-4
 train dreambooth-full dreambooth-full immen 400 5e-5
 train svdiff svdiff immen 400 1e-3
 train custom custom "<immen>" 400 1e-4
 train lora-prior lora immen 400 5e-4 --prior-images 8
+BATCH=1 train lora-prior-b1 lora immen 500 1e-4 --prior-images 8 # the guidance paper's settings
 echo "## Every method on dog_a"
-table lora ti lora-ti dreambooth dreambooth-full svdiff custom lora-prior
+table lora ti lora-ti dreambooth dreambooth-full svdiff custom lora-prior lora-prior-b1
 
-for s in 100 200 800; do train "lora-$s" lora immen "$s" 5e-4; done
-echo "## DreamBooth-LoRA: steps"
-table lora-100 lora-200 lora lora-800
+for s in 100 400 1600 3200; do BATCH=1 train "lora-b1-$s" lora immen "$s" 1e-4; done
+echo "## DreamBooth-LoRA: steps (lr 1e-4, batch 1)"
+table lora-b1-100 lora-b1-400 lora-b1-1600 lora-b1-3200
 
 TARGET="a watercolor painting of <immen> dog wearing a santa hat in the desert"
-train palp lora-ti "<immen>" 400 5e-4 --palp "$TARGET"
-echo "## PALP vs LoRA+TI on: $TARGET (8 images, same seeds)"
-echo "| run | method | steps | train s | identity (base -> tuned) | recall (base -> tuned) |"
-echo "|---|---|---|---|---|---|"
-for n in lora-ti palp; do
-    $VSTAR eval "$OUT/$n" --prompt "$TARGET" --images-per-prompt 8 2>/dev/null | tail -1 | sed "s/^|/| $n |/"
+for w in 1 0.3 0.1; do train "palp-w$w" lora-ti "<immen>" 400 5e-4 --palp "$TARGET" --palp-weight "$w"; done
+echo "## PALP vs LoRA+TI on: $TARGET (32 images, same seeds)"
+echo "$HEADER"
+for n in lora-ti palp-w1 palp-w0.3 palp-w0.1; do
+    $VSTAR eval "$OUT/$n" --prompt "$TARGET" --images-per-prompt 32 2>/dev/null | tail -1 | sed "s/^|/| $n |/"
 done
