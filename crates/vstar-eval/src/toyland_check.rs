@@ -36,14 +36,23 @@ pub struct CheckSize {
     pub prompts: usize,
     pub images_per_prompt: usize,
     pub token_images: usize,
+    /// Unseen rare tokens scanned beside the polluted ones (the flag needs a field of them).
+    pub unseen_tokens: usize,
 }
 
 impl CheckSize {
     pub fn full() -> Self {
-        Self { renders: 480, queries_per_subject: 6, prompts: 96, images_per_prompt: 2, token_images: 8 }
+        Self {
+            renders: 480,
+            queries_per_subject: 6,
+            prompts: 96,
+            images_per_prompt: 2,
+            token_images: 8,
+            unseen_tokens: 40,
+        }
     }
     pub fn quick() -> Self {
-        Self { renders: 8, queries_per_subject: 1, prompts: 2, images_per_prompt: 1, token_images: 2 }
+        Self { renders: 8, queries_per_subject: 1, prompts: 2, images_per_prompt: 1, token_images: 2, unseen_tokens: 3 }
     }
 }
 
@@ -209,15 +218,22 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
         out(&format!("| {t} | {right:.5} | {swapped:.5} | {empty:.5} |"));
     }
 
-    // 6. Polluted tokens render their fixed look; unseen ones vary.
-    out(&format!("\n## Rare tokens: mean pairwise SSIM of {} images of \"a photo of TOKEN\"", size.token_images));
-    out("| token | kind | mean pairwise SSIM |\n|---|---|---|");
-    let unseen = &vstar_toyland::vocab::UNSEEN_RARE[..3];
+    // 6. Polluted tokens render their fixed look; unseen ones vary (`vstar tokens scan`'s scan).
+    out(&format!(
+        "\n## Rare tokens: mean pairwise SSIM of {} images of \"a photo of TOKEN\" (CFG {}), best placeholder first",
+        size.token_images,
+        crate::token_scan::GUIDANCE
+    ));
+    out("| rank | token | kind | mean pairwise SSIM | modified z | flagged |\n|---|---|---|---|---|---|");
+    let unseen = &vstar_toyland::vocab::UNSEEN_RARE[..size.unseen_tokens.min(vstar_toyland::vocab::UNSEEN_RARE.len())];
     let tokens: Vec<String> =
         POLLUTED.iter().map(|p| p.token).chain(unseen.iter().copied()).map(String::from).collect();
-    for s in crate::token_scan::scan(&model, &tokens, size.token_images, STEPS, &mut |_| {})? {
+    let scores =
+        crate::token_scan::scan(&model, &tokens, size.token_images, STEPS, crate::token_scan::GUIDANCE, &mut |_| {})?;
+    for (i, s) in scores.iter().enumerate() {
         let kind = if POLLUTED.iter().any(|p| p.token == s.token) { "polluted" } else { "unseen" };
-        out(&format!("| {} | {kind} | {:.3} |", s.token, s.mean_pairwise_ssim));
+        let z = s.z.map(|z| format!("{z:.2}")).unwrap_or_else(|| "-".into());
+        out(&format!("| {} | {} | {kind} | {:.3} | {z} | {} |", i + 1, s.token, s.mean_pairwise_ssim, s.polluted));
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use std::fmt::Write;
 use std::path::PathBuf;
 use vstar_diffusion::images;
-use vstar_eval::token_scan::{scan, vocabulary_candidates};
+use vstar_eval::token_scan::{scan, vocabulary_candidates, MIN_TO_FLAG};
 use vstar_nn::model::Model;
 
 #[derive(Subcommand, Debug)]
@@ -23,13 +23,16 @@ pub enum TokensCmd {
         seeds: usize,
         #[arg(long, default_value_t = 30)]
         steps: usize,
+        /// CFG scale of the scan's images (weak guidance shows learned looks, not accidental ones).
+        #[arg(long, default_value_t = vstar_eval::token_scan::GUIDANCE)]
+        guidance: f64,
         #[arg(long)]
         out: PathBuf,
     },
 }
 
 pub fn run(cmd: TokensCmd) -> Result<()> {
-    let TokensCmd::Scan { model, candidates, seeds, steps, out } = cmd;
+    let TokensCmd::Scan { model, candidates, seeds, steps, guidance, out } = cmd;
     let root = vstar_nn::locate::resolve_model(model.as_deref())?;
     let model = Model::load(&root, &candle_core::Device::Cpu)?;
     let tokens: Vec<String> = match &candidates {
@@ -45,13 +48,20 @@ pub fn run(cmd: TokensCmd) -> Result<()> {
     if tokens.is_empty() {
         bail!("no candidate tokens (check --candidates)");
     }
-    let scores = scan(&model, &tokens, seeds, steps, &mut |l| eprintln!("{l}"))?;
-    let mut csv = String::from("rank,token,mean_pairwise_ssim,polluted\n");
-    println!("rank  token       mean pairwise SSIM");
+    let scores = scan(&model, &tokens, seeds, steps, guidance, &mut |l| eprintln!("{l}"))?;
+    let mut csv = String::from("rank,token,mean_pairwise_ssim,modified_z,polluted\n");
+    println!("rank  token       mean pairwise SSIM  modified z");
     for (i, s) in scores.iter().enumerate() {
-        let _ = writeln!(csv, "{},{},{:.4},{}", i + 1, s.token, s.mean_pairwise_ssim, s.polluted);
+        let z = s.z.map(|z| format!("{z:.2}")).unwrap_or_default();
+        let _ = writeln!(csv, "{},{},{:.4},{z},{}", i + 1, s.token, s.mean_pairwise_ssim, s.polluted);
         let flag = if s.polluted { "  <- fixed look (polluted)" } else { "" };
-        println!("{:>4}  {:<10}  {:.3}{flag}", i + 1, s.token, s.mean_pairwise_ssim);
+        println!("{:>4}  {:<10}  {:.3}  {z:>18}{flag}", i + 1, s.token, s.mean_pairwise_ssim);
+    }
+    if scores.len() < MIN_TO_FLAG {
+        eprintln!(
+            "note: {} candidates: the fixed-look flag compares each token with the others and needs at least {MIN_TO_FLAG}",
+            scores.len()
+        );
     }
     images::write_atomic(&out.join("scan.csv"), csv.as_bytes())?;
     images::write_atomic(&out.join("scan.json"), serde_json::to_string_pretty(&scores)?.as_bytes())?;
