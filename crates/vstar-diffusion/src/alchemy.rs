@@ -5,6 +5,7 @@
 //! placeholder prompt; optionally the result is composited back through the mask.
 
 use crate::blur::{blur_subject, Blur};
+use crate::colour_mask;
 use crate::guidance::build::superclass_prompt;
 use crate::guidance::{cfg_combine, Branch, Cfg, Guidance, PromptKind};
 use crate::noise::NoiseSource;
@@ -19,8 +20,9 @@ use vstar_nn::layers::AttentionHooks;
 use vstar_nn::model::Model;
 
 pub enum Segment {
-    /// The class word's cross-attention in stage 1, normalised and thresholded.
-    Attention { threshold: f32 },
+    /// The class word's cross-attention in stage 1, normalised and thresholded; `colours`:
+    /// narrowed to the scene's colour groups concentrated inside it (`colour_mask`).
+    Attention { threshold: f32, colours: bool },
     /// A user mask (white = subject), the image's size.
     Mask(GrayImage),
 }
@@ -126,7 +128,14 @@ pub fn run(model: &Model, c: &AlchemyConfig) -> Result<AlchemyOutput> {
     // Segment and blur.
     let mut mask = match &c.segment {
         Segment::Mask(m) => m.clone(),
-        Segment::Attention { threshold } => attention_mask(&stage1.maps.lock().unwrap(), side, *threshold)?,
+        Segment::Attention { threshold, colours } => {
+            let coarse = attention_mask(&stage1.maps.lock().unwrap(), side, *threshold)?;
+            if *colours {
+                colour_mask::refine(&scene, &coarse)
+            } else {
+                coarse
+            }
+        }
     };
     if mask.pixels().all(|p| p.0[0] < 128) {
         if !c.allow_empty_mask {

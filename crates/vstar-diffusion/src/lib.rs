@@ -2,6 +2,7 @@
 
 pub mod alchemy;
 pub mod blur;
+pub mod colour_mask;
 pub mod guidance;
 pub mod images;
 pub mod noise;

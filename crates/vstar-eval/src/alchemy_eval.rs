@@ -211,7 +211,7 @@ fn two_stage(
         prompt: p.concept.clone(),
         token: tr.token.clone(),
         class: tr.class.word().to_string(),
-        segment: Segment::Attention { threshold: size.threshold },
+        segment: Segment::Attention { threshold: size.threshold, colours: true },
         blur,
         strength: size.strength,
         steps: size.steps,
@@ -249,12 +249,15 @@ impl AlchemyEval {
         t += &format!("\nThe subject crops cover {:.0}% of the image on average.\n", 100.0 * self.crop_area);
         let a = &self.attention;
         t += &format!(
-            "\n| attention-mask threshold | mean IoU vs ground truth ({} renders, t = {}) | mask area | truth area |\n\
-             |---|---|---|---|\n",
+            "\n| attention-mask threshold | mean IoU vs ground truth ({} renders, t = {}) | mask area | \
+             IoU, colour-refined | area, colour-refined | truth area |\n|---|---|---|---|---|---|\n",
             a.renders, a.timestep
         );
         for b in &a.by_threshold {
-            t += &format!("| {} | {:.3} | {:.3} | {:.3} |\n", b.threshold, b.iou, b.area, a.truth_area);
+            t += &format!(
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+                b.threshold, b.iou, b.area, b.refined_iou, b.refined_area, a.truth_area
+            );
         }
         t
     }

@@ -9,6 +9,7 @@ use crate::toyland_check::held_out;
 use candle_core::{Error, Result, Tensor};
 use image::GrayImage;
 use vstar_diffusion::alchemy::attention_mask;
+use vstar_diffusion::colour_mask;
 use vstar_diffusion::noise::NoiseSource;
 use vstar_diffusion::scheduler::{self, SchedulerConfig, SchedulerKind};
 use vstar_diffusion::{images, pipeline, sampler};
@@ -27,6 +28,9 @@ pub struct ThresholdIou {
     pub iou: f64,
     /// Mean share of the image the attention mask covers.
     pub area: f64,
+    /// The same after `colour_mask::refine` on the render's colours.
+    pub refined_iou: f64,
+    pub refined_area: f64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -78,7 +82,7 @@ pub fn measure(model: &Model, renders: usize, steps: usize, seed: u64) -> Result
     let t = sched.timesteps()[step];
     let tok = &model.text[0].tokenizer;
     let mut noise = NoiseSource::new(seed);
-    let (mut sums, mut truth_area) = (vec![(0.0, 0.0); THRESHOLDS.len()], 0.0);
+    let (mut sums, mut truth_area) = (vec![[0.0; 4]; THRESHOLDS.len()], 0.0);
     let (specs, _) = held_out(renders);
     for spec in &specs {
         let r = render(spec, side);
@@ -99,7 +103,10 @@ pub fn measure(model: &Model, renders: usize, steps: usize, seed: u64) -> Result
             .ok_or_else(|| Error::Msg("the UNet recorded no cross-attention maps (has it cross-attention?)".into()))?;
         for (s, &th) in sums.iter_mut().zip(&THRESHOLDS) {
             let m = attention_mask(std::slice::from_ref(&map), side, th)?;
-            *s = (s.0 + iou(&m, &r.mask)?, s.1 + area(&m));
+            let refined = colour_mask::refine(&r.image, &m);
+            for (acc, v) in s.iter_mut().zip([iou(&m, &r.mask)?, area(&m), iou(&refined, &r.mask)?, area(&refined)]) {
+                *acc += v;
+            }
         }
         truth_area += area(&r.mask);
     }
@@ -111,7 +118,13 @@ pub fn measure(model: &Model, renders: usize, steps: usize, seed: u64) -> Result
         by_threshold: THRESHOLDS
             .iter()
             .zip(sums)
-            .map(|(&threshold, (i, a))| ThresholdIou { threshold, iou: i / n, area: a / n })
+            .map(|(&threshold, [i, a, ri, ra])| ThresholdIou {
+                threshold,
+                iou: i / n,
+                area: a / n,
+                refined_iou: ri / n,
+                refined_area: ra / n,
+            })
             .collect(),
     })
 }

@@ -30,6 +30,11 @@ pub struct AlchemyArgs {
     /// Share of the normalised attention map counted as subject.
     #[arg(long, default_value_t = 0.5)]
     mask_threshold: f32,
+    /// Keep the attention mask as it is, without narrowing it to the subject's colours
+    /// (the attention maps are coarse: 4x4 on Toyland; on 64 renders the colour step raised
+    /// the mask's IoU with the truth from 0.31 to 0.43).
+    #[arg(long)]
+    no_colour_refine: bool,
     /// gauss or exp-decay.
     #[arg(long, default_value = "exp-decay", value_parser = ["gauss", "exp-decay"])]
     blur: String,
@@ -57,7 +62,7 @@ pub struct AlchemyArgs {
 pub fn run(a: AlchemyArgs) -> Result<()> {
     let started = Instant::now();
     let segment = if a.segment == "attention" {
-        Segment::Attention { threshold: a.mask_threshold }
+        Segment::Attention { threshold: a.mask_threshold, colours: !a.no_colour_refine }
     } else if let Some(f) = a.segment.strip_prefix("mask:") {
         let m = image::open(f).with_context(|| format!("--segment mask:{f}: cannot read the mask image"))?;
         Segment::Mask(m.to_luma8())
@@ -104,7 +109,7 @@ pub fn run(a: AlchemyArgs) -> Result<()> {
         "model": root.display().to_string(),
         "adapter": a.adapter.display().to_string(),
         "prompt": a.prompt, "scene_prompt": o.scene_prompt, "class": a.class,
-        "segment": a.segment, "blur": blur, "strength": a.strength, "steps": a.steps,
+        "segment": a.segment, "mask_threshold": a.mask_threshold, "colour_refine": !a.no_colour_refine, "blur": blur, "strength": a.strength, "steps": a.steps,
         "guidance": a.guidance, "seed": a.seed,
         "unet_cost": o.cost, "wall_time_s": started.elapsed().as_secs_f64(),
         "vstar_version": env!("CARGO_PKG_VERSION"),

@@ -329,10 +329,12 @@ fn pretrain_smoke_then_sample_train_and_check() {
         })
         .filter(|t: &Vec<Vec<&str>>| !t.is_empty())
         .collect();
-    assert_eq!(tables.iter().map(|t| (t.len(), t[0].len())).collect::<Vec<_>>(), [(2 + 4, 5), (2 + 3, 4)], "{stdout}");
+    assert_eq!(tables.iter().map(|t| (t.len(), t[0].len())).collect::<Vec<_>>(), [(2 + 4, 5), (2 + 3, 6)], "{stdout}");
     for row in &tables[1][2..] {
-        let iou: f64 = row[1].parse().unwrap();
-        assert!((0.0..=1.0).contains(&iou), "{stdout}");
+        for col in [1, 3] {
+            let iou: f64 = row[col].parse().unwrap();
+            assert!((0.0..=1.0).contains(&iou), "{stdout}");
+        }
     }
     assert!(out.join("eval_alchemy.json").exists() && out.join("eval_alchemy/00_0_gauss.png").exists());
     let (ok, _, err) = vstar(&["eval-alchemy", images.to_str().unwrap(), "--model", m]);
