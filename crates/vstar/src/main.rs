@@ -100,7 +100,7 @@ enum Command {
     /// The embedded Toyland world.
     #[command(subcommand)]
     Toyland(toyland::ToylandCmd),
-    /// Benchmarks: UNet forward and LoRA step at batch 1/2/8 with FLOP/s against this machine's
+    /// Benchmarks: UNet forward and LoRA step at batch 1/2/4/8 with FLOP/s against this machine's
     /// GEMM peak, Toyland sampling; `--reference PYTHON` times the same in diffusers/PyTorch.
     Bench {
         #[arg(long, default_value_t = 10)]
