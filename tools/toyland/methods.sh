@@ -5,8 +5,8 @@
 #      16 prompts x 4 images: at 8 x 2 the same run's figures moved by +-0.02);
 #   2. DreamBooth-LoRA at the paper's lr 1e-4, batch 1, 100 to 3200 steps (the identity /
 #      recall trade-off);
-#   3. PALP (alignment weight 1, 0.3, 0.1) vs LoRA+TI on one complex target prompt, same
-#      seeds, 32 images (`vstar eval --prompt`).
+#   3. PALP (alignment weight 1, 0.3, 0.1) vs LoRA+TI on a complex target prompt, and at the
+#      default weight on two more, same seeds, 32 images each (`vstar eval --prompt`).
 # Usage: tools/toyland/methods.sh [OUT] (default out/methods). Needs the pretrained Toyland
 # (assets/toyland, or VSTAR_TOYLAND=DIR).
 set -euo pipefail
@@ -54,8 +54,21 @@ table lora-b1-100 lora-b1-400 lora-b1-1600 lora-b1-3200
 
 TARGET="a watercolor painting of <immen> dog wearing a santa hat in the desert"
 for w in 1 0.3 0.1; do train "palp-w$w" lora-ti "<immen>" 400 5e-4 --palp "$TARGET" --palp-weight "$w"; done
-echo "## PALP vs LoRA+TI on: $TARGET (32 images, same seeds)"
-echo "$HEADER"
-for n in lora-ti palp-w1 palp-w0.3 palp-w0.1; do
-    $VSTAR eval "$OUT/$n" --prompt "$TARGET" --images-per-prompt 32 2>/dev/null | tail -1 | sed "s/^|/| $n |/"
+palp_table() { # target runs...
+    local target=$1
+    shift
+    echo "## PALP vs LoRA+TI on: $target (32 images, same seeds)"
+    echo "$HEADER"
+    for n in "$@"; do
+        $VSTAR eval "$OUT/$n" --prompt "$target" --images-per-prompt 32 2>/dev/null | tail -1 | sed "s/^|/| $n |/"
+    done
+}
+palp_table "$TARGET" lora-ti palp-w1 palp-w0.3 palp-w0.1
+# Two more targets at the default weight (0.1).
+i=2
+for target in "a sketch of <immen> dog wearing sunglasses in the snow" \
+    "pixel art of a red <immen> dog wearing a rainbow scarf on the beach"; do
+    train "palp$i" lora-ti "<immen>" 400 5e-4 --palp "$target"
+    palp_table "$target" lora-ti "palp$i"
+    i=$((i + 1))
 done

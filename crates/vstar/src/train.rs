@@ -73,9 +73,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1.0)]
     palp_beta: f64,
     /// Weight of the alignment term. Its gradient is |g| (about 0.9 on Toyland) per element
-    /// against the denoising loss's 2|eps - pred| (about 0.45), so 1 lets it drown the subject:
-    /// on Toyland 0.1 raised the target's recall at the same identity, 1 lowered both
-    /// (tools/toyland/methods.sh).
+    /// against the denoising loss's 2|eps - pred| (about 0.45), so at 1 it outweighs the
+    /// subject: on Toyland weight 1 lowered the target's recall below LoRA+TI's on both
+    /// targets tried (0.635 -> 0.375, 0.844 -> 0.698), 0.1 did not (tools/toyland/methods.sh).
     #[arg(long, default_value_t = 0.1)]
     palp_weight: f64,
     /// Re-noise with fresh noise instead of the training noise (ablation).
