@@ -289,6 +289,10 @@ fn pretrain_smoke_then_sample_train_and_check() {
     }
     let (ok, _, err) = args(&["--prompt", "a photo of sks in the snow", "--out", al.to_str().unwrap()]);
     assert!(!ok && err.contains("not in the scene prompt"), "{err}");
+    for bad in ["0", "1.5"] {
+        let (ok, _, err) = args(&["--prompt", "a sks dog", "--strength", bad, "--out", al.to_str().unwrap()]);
+        assert!(!ok && err.contains("--strength must be in (0, 1]"), "{err}");
+    }
     let small = dir.join("small-mask.png");
     image::GrayImage::new(8, 8).save(&small).unwrap();
     let seg = format!("mask:{}", small.display());
