@@ -9,3 +9,4 @@ BPE=${BPE:-/tmp/oc/open_clip/bpe_simple_vocab_16e6.txt.gz}
 "$PY" tools/ref/dump_real_params.py
 "$PY" tools/ref/make_lora.py
 "$PY" tools/ref/make_vision_fixtures.py
+"$PY" tools/ref/make_sam_fixture.py

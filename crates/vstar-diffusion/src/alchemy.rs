@@ -19,12 +19,18 @@ use std::sync::Mutex;
 use vstar_nn::layers::AttentionHooks;
 use vstar_nn::model::Model;
 
+/// Turns the stage-1 scene and its coarse attention mask into the subject mask.
+pub type Segmenter = Box<dyn Fn(&RgbImage, &GrayImage) -> Result<GrayImage> + Send + Sync>;
+
 pub enum Segment {
     /// The class word's cross-attention in stage 1, normalised and thresholded; `colours`:
     /// narrowed to the scene's colour groups concentrated inside it (`colour_mask`).
     Attention { threshold: f32, colours: bool },
     /// A user mask (white = subject), the image's size.
     Mask(GrayImage),
+    /// A segmenter (SAM) called with the stage-1 scene and the coarse attention mask
+    /// (threshold 0.5, no colour step), whose bounding box it takes as the prompt.
+    Sam(Segmenter),
 }
 
 pub struct AlchemyConfig {
@@ -136,6 +142,7 @@ pub fn run(model: &Model, c: &AlchemyConfig) -> Result<AlchemyOutput> {
                 coarse
             }
         }
+        Segment::Sam(segment) => segment(&scene, &attention_mask(&stage1.maps.lock().unwrap(), side, 0.5)?)?,
     };
     if mask.pixels().all(|p| p.0[0] < 128) {
         if !c.allow_empty_mask {

@@ -2,12 +2,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vstar_diffusion::alchemy::{run as alchemy, AlchemyConfig, Segment};
 use vstar_diffusion::blur::Blur;
 use vstar_diffusion::images;
 use vstar_nn::model::Model;
+use vstar_nn::models::vision::sam::{mask_box, Sam};
 
 #[derive(Args, Debug)]
 pub struct AlchemyArgs {
@@ -24,7 +25,9 @@ pub struct AlchemyArgs {
     token: Option<String>,
     #[arg(long)]
     model: Option<String>,
-    /// attention (the class word's cross-attention in stage 1) or mask:FILE (white = subject).
+    /// attention (the class word's cross-attention in stage 1), mask:FILE (white = subject) or
+    /// sam:DIR (a transformers SamModel folder such as facebook/sam-vit-base: SAM segments the
+    /// stage-1 scene, prompted with the bounding box of the attention mask at threshold 0.5).
     #[arg(long, default_value = "attention")]
     segment: String,
     /// Share of the normalised attention map counted as subject.
@@ -66,10 +69,16 @@ pub fn run(a: AlchemyArgs) -> Result<()> {
     } else if let Some(f) = a.segment.strip_prefix("mask:") {
         let m = image::open(f).with_context(|| format!("--segment mask:{f}: cannot read the mask image"))?;
         Segment::Mask(m.to_luma8())
-    } else if a.segment.starts_with("sam:") {
-        bail!("--segment sam: is not supported yet; use attention or mask:FILE");
+    } else if let Some(dir) = a.segment.strip_prefix("sam:") {
+        let sam = Sam::load(Path::new(dir), &candle_core::Device::Cpu)
+            .with_context(|| format!("--segment sam:{dir}: cannot load the SAM checkpoint"))?;
+        // An empty attention mask gives no box: it is passed on, and reported as empty.
+        Segment::Sam(Box::new(move |scene, coarse| match mask_box(coarse) {
+            Some(prompt) => sam.segment(scene, prompt),
+            None => Ok(coarse.clone()),
+        }))
     } else {
-        bail!("--segment {}: use attention or mask:FILE", a.segment);
+        bail!("--segment {}: use attention, mask:FILE or sam:DIR", a.segment);
     };
     let files = crate::adapters::expand(std::slice::from_ref(&a.adapter))?;
     let token = match &a.token {

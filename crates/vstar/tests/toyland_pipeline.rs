@@ -289,6 +289,17 @@ fn pretrain_smoke_then_sample_train_and_check() {
     }
     let (ok, _, err) = args(&["--prompt", "a photo of sks in the snow", "--out", al.to_str().unwrap()]);
     assert!(!ok && err.contains("not in the scene prompt"), "{err}");
+    // SAM (a tiny random transformers SamModel) segments the scene from the attention mask's box.
+    let sam = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sam/model");
+    let al_sam = dir.join("alchemy-sam");
+    let seg = format!("sam:{}", sam.display());
+    let (ok, _, err) =
+        args(&["--prompt", "a photo of sks dog in the snow", "--segment", &seg, "--out", al_sam.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(al_sam.join("2_mask.png").exists() && al_sam.join("4_final.png").exists());
+    let seg = format!("sam:{}", dir.join("no-sam").display());
+    let (ok, _, err) = args(&["--prompt", "a sks dog", "--segment", &seg, "--out", al_sam.to_str().unwrap()]);
+    assert!(!ok && err.contains("--segment sam:") && err.contains("config.json"), "{err}");
     for bad in ["0", "1.5"] {
         let (ok, _, err) = args(&["--prompt", "a sks dog", "--strength", bad, "--out", al.to_str().unwrap()]);
         assert!(!ok && err.contains("--strength must be in (0, 1]"), "{err}");

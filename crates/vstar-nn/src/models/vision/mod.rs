@@ -8,6 +8,7 @@ pub mod clip;
 pub mod config;
 mod embed;
 pub mod keys;
+pub mod sam;
 pub mod vit;
 
 pub use clip::{ClipText, ClipVision};
