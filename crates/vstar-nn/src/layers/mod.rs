@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod bias;
 pub mod conv;
+pub mod geglu;
 pub mod group_norm;
 pub mod hooks;
 pub mod linear;

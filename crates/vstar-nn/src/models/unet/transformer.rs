@@ -3,6 +3,7 @@
 
 use crate::layers::attention::Ctx;
 use crate::layers::conv::Conv2d;
+use crate::layers::geglu::geglu;
 use crate::layers::group_norm::GroupNorm;
 use crate::layers::ops::LayerNorm;
 use crate::layers::{AdaptedLinear, Attention, Slots};
@@ -25,10 +26,7 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor, s: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.proj.forward(x, s)?;
-        let half = h.dim(candle_core::D::Minus1)? / 2;
-        let (a, gate) = (h.narrow(2, 0, half)?, h.narrow(2, half, half)?);
-        self.out.forward(&(a * gate.gelu_erf()?)?, s)
+        self.out.forward(&geglu(&self.proj.forward(x, s)?)?, s)
     }
 }
 
