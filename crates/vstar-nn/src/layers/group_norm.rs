@@ -47,10 +47,18 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     }
 }
 
-/// y = (x - mean) * rstd * gamma + beta, per (batch, group).
+/// y = (x - mean) * rstd * gamma + beta, per (batch, group); with `silu`, SiLU(y) in the same
+/// pass (every ResnetBlock norm is followed by one).
+#[derive(Clone, Copy)]
 struct Forward {
     groups: usize,
     eps: f64,
+    silu: bool,
+}
+
+/// candle's SiLU formula, so the fused output equals GroupNorm followed by `Tensor::silu`.
+fn silu(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
 }
 
 /// dx from (x, gamma, dy).
@@ -88,8 +96,11 @@ impl CustomOp3 for Forward {
             for c in 0..d.cpg {
                 let (a, b) = (gamma[c0 + c] * rstd, beta[c0 + c] - mean * gamma[c0 + c] * rstd);
                 let r = c * d.hw..(c + 1) * d.hw;
-                for (yo, &xi) in yg[r.clone()].iter_mut().zip(&xg[r]) {
-                    *yo = xi * a + b;
+                let ys = yg[r.clone()].iter_mut().zip(&xg[r]);
+                if self.silu {
+                    ys.for_each(|(yo, &xi)| *yo = silu(xi * a + b));
+                } else {
+                    ys.for_each(|(yo, &xi)| *yo = xi * a + b);
                 }
             }
         });
@@ -100,11 +111,18 @@ impl CustomOp3 for Forward {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         _res: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dy = dy.contiguous()?;
+        let dy = if self.silu {
+            // Through the SiLU first: dy * s(u) (1 + u (1 - s(u))), u the norm's output.
+            let u = x.apply_op3_no_bwd(gamma, beta, &Forward { silu: false, ..*self })?;
+            let s = candle_nn::ops::sigmoid(&u)?;
+            (dy * (&s * ((&u * (1.0 - &s)?)? + 1.0)?)?)?
+        } else {
+            dy.contiguous()?
+        };
         let dx = x.apply_op3_no_bwd(gamma, &dy, &GradInput { groups: self.groups, eps: self.eps })?;
         let dgamma = x.apply_op2_no_bwd(&dy, &GradGamma { groups: self.groups, eps: self.eps })?;
         let dbeta = super::bias::channel_sum(&dy, 1)?;
@@ -215,7 +233,15 @@ impl GroupNorm {
     }
 
     fn normalize(&self, x: &Tensor, gain: &Tensor, shift: &Tensor) -> Result<Tensor> {
-        x.apply_op3(gain, shift, Forward { groups: self.groups, eps: self.eps })
+        x.apply_op3(gain, shift, Forward { groups: self.groups, eps: self.eps, silu: false })
+    }
+
+    /// SiLU(GroupNorm(x)), fused into one pass unless adapter deltas fold into the gain.
+    pub fn forward_silu(&self, x: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
+        if !self.deltas.read().unwrap().is_empty() {
+            return self.forward_scaled(x, scale)?.silu();
+        }
+        x.contiguous()?.apply_op3(&self.weight, &self.bias, Forward { groups: self.groups, eps: self.eps, silu: true })
     }
 
     /// `scale`: one adapter strength per batch row (B,); None = strength 1.
@@ -262,6 +288,32 @@ mod tests {
         for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
             let e = max_diff(go.get(v.as_tensor()).unwrap(), gt.get(v.as_tensor()).unwrap());
             assert!(e < 1e-4, "{name} gradient differs by {e}");
+        }
+    }
+
+    /// The fused SiLU(GroupNorm(x)) equals the two ops in turn, values and all gradients.
+    #[test]
+    fn fused_silu_matches_norm_then_silu() {
+        let dev = Device::Cpu;
+        let x = Var::randn(0.5f32, 2.0, (2, 8, 3, 5), &dev).unwrap();
+        let w = Var::randn(1f32, 0.5, 8, &dev).unwrap();
+        let b = Var::randn(0f32, 0.5, 8, &dev).unwrap();
+        let norm = GroupNorm {
+            weight: w.as_tensor().clone(),
+            bias: b.as_tensor().clone(),
+            groups: 4,
+            eps: 1e-5,
+            deltas: DeltaList::default(),
+        };
+        let fused = norm.forward_silu(x.as_tensor(), None).unwrap();
+        let apart = norm.forward(x.as_tensor()).unwrap().silu().unwrap();
+        assert_eq!(max_diff(&fused, &apart), 0.0, "same formula, same values");
+        let probe = Tensor::randn(0f32, 1.0, fused.shape(), &dev).unwrap();
+        let gf = (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let ga = (apart * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
+            let e = max_diff(gf.get(v.as_tensor()).unwrap(), ga.get(v.as_tensor()).unwrap());
+            assert!(e < 1e-5, "{name} gradient differs by {e}");
         }
     }
 }

@@ -45,12 +45,12 @@ impl ResnetBlock {
 
     /// `temb`: the SiLU-activated time embedding (B, D), computed once per UNet call.
     pub fn forward(&self, x: &Tensor, temb_act: Option<&Tensor>, scale: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.norm1.forward_scaled(x, scale)?.silu()?;
+        let h = self.norm1.forward_silu(x, scale)?;
         let mut h = self.conv1.forward_scaled(&h, scale)?;
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb_act) {
             h = h.broadcast_add(&proj.forward(t, scale)?.unsqueeze(2)?.unsqueeze(3)?)?;
         }
-        let h = self.conv2.forward_scaled(&self.norm2.forward_scaled(&h, scale)?.silu()?, scale)?;
+        let h = self.conv2.forward_scaled(&self.norm2.forward_silu(&h, scale)?, scale)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward_scaled(x, scale)?,
             None => x.clone(),

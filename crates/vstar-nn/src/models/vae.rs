@@ -204,7 +204,7 @@ impl Vae {
             }
         }
         h = e.mid.forward(&h)?;
-        h = e.conv_out.forward(&e.norm_out.forward(&h)?.silu()?)?;
+        h = e.conv_out.forward(&e.norm_out.forward_silu(&h, None)?)?;
         if let Some(q) = &self.quant_conv {
             h = q.forward(&h)?;
         }
@@ -230,7 +230,7 @@ impl Vae {
                 h = us.forward(&h, None, None)?;
             }
         }
-        d.conv_out.forward(&d.norm_out.forward(&h)?.silu()?)
+        d.conv_out.forward(&d.norm_out.forward_silu(&h, None)?)
     }
 
     /// Scaled latents (what the UNet sees) from unscaled ones, and back.

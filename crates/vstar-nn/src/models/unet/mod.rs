@@ -237,6 +237,6 @@ impl UNet {
                 h = us.forward(&h, size, scale)?;
             }
         }
-        self.conv_out.forward_scaled(&self.conv_norm_out.forward_scaled(&h, scale)?.silu()?, scale)
+        self.conv_out.forward_scaled(&self.conv_norm_out.forward_silu(&h, scale)?, scale)
     }
 }
