@@ -265,37 +265,10 @@ mod tests {
     use crate::layers::max_diff;
     use candle_core::{Device, Var};
 
-    /// Output and all three gradients equal candle's composed GroupNorm.
-    #[test]
-    fn matches_candle_group_norm_and_its_gradients() {
+    /// A 4-group norm over 8 channels with random gain and bias, and its input; all tracked.
+    fn setup(shape: (usize, usize, usize, usize)) -> (GroupNorm, [Var; 3]) {
         let dev = Device::Cpu;
-        let x = Var::randn(0.5f32, 2.0, (3, 8, 5, 4), &dev).unwrap();
-        let w = Var::randn(1f32, 0.5, 8, &dev).unwrap();
-        let b = Var::randn(0f32, 0.5, 8, &dev).unwrap();
-        let ours = GroupNorm {
-            weight: w.as_tensor().clone(),
-            bias: b.as_tensor().clone(),
-            groups: 4,
-            eps: 1e-5,
-            deltas: DeltaList::default(),
-        };
-        let theirs = candle_nn::GroupNorm::new(w.as_tensor().clone(), b.as_tensor().clone(), 8, 4, 1e-5).unwrap();
-        let (yo, yt) = (ours.forward(x.as_tensor()).unwrap(), theirs.forward(x.as_tensor()).unwrap());
-        assert!(max_diff(&yo, &yt) < 1e-5);
-        let probe = Tensor::randn(0f32, 1.0, yo.shape(), &dev).unwrap();
-        let go = (yo * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let gt = (yt * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
-            let e = max_diff(go.get(v.as_tensor()).unwrap(), gt.get(v.as_tensor()).unwrap());
-            assert!(e < 1e-4, "{name} gradient differs by {e}");
-        }
-    }
-
-    /// The fused SiLU(GroupNorm(x)) equals the two ops in turn, values and all gradients.
-    #[test]
-    fn fused_silu_matches_norm_then_silu() {
-        let dev = Device::Cpu;
-        let x = Var::randn(0.5f32, 2.0, (2, 8, 3, 5), &dev).unwrap();
+        let x = Var::randn(0.5f32, 2.0, shape, &dev).unwrap();
         let w = Var::randn(1f32, 0.5, 8, &dev).unwrap();
         let b = Var::randn(0f32, 0.5, 8, &dev).unwrap();
         let norm = GroupNorm {
@@ -305,15 +278,38 @@ mod tests {
             eps: 1e-5,
             deltas: DeltaList::default(),
         };
-        let fused = norm.forward_silu(x.as_tensor(), None).unwrap();
-        let apart = norm.forward(x.as_tensor()).unwrap().silu().unwrap();
+        (norm, [x, w, b])
+    }
+
+    /// The largest gradient difference of x, gain and bias between two outputs (same probe).
+    fn gradient_gap(a: Tensor, b: Tensor, vars: &[Var; 3]) -> f32 {
+        let probe = Tensor::randn(0f32, 1.0, a.shape(), a.device()).unwrap();
+        let ga = (a * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = (b * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        vars.iter()
+            .map(|v| max_diff(ga.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap()))
+            .fold(0.0, f32::max)
+    }
+
+    /// Output and all three gradients equal candle's composed GroupNorm.
+    #[test]
+    fn matches_candle_group_norm_and_its_gradients() {
+        let (ours, [x, w, b]) = setup((3, 8, 5, 4));
+        let theirs = candle_nn::GroupNorm::new(w.as_tensor().clone(), b.as_tensor().clone(), 8, 4, 1e-5).unwrap();
+        let (yo, yt) = (ours.forward(x.as_tensor()).unwrap(), theirs.forward(x.as_tensor()).unwrap());
+        assert!(max_diff(&yo, &yt) < 1e-5);
+        let e = gradient_gap(yo, yt, &[x, w, b]);
+        assert!(e < 1e-4, "gradients differ by {e}");
+    }
+
+    /// The fused SiLU(GroupNorm(x)) equals the two ops in turn, values and all gradients.
+    #[test]
+    fn fused_silu_matches_norm_then_silu() {
+        let (norm, vars) = setup((2, 8, 3, 5));
+        let fused = norm.forward_silu(vars[0].as_tensor(), None).unwrap();
+        let apart = norm.forward(vars[0].as_tensor()).unwrap().silu().unwrap();
         assert_eq!(max_diff(&fused, &apart), 0.0, "same formula, same values");
-        let probe = Tensor::randn(0f32, 1.0, fused.shape(), &dev).unwrap();
-        let gf = (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let ga = (apart * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
-            let e = max_diff(gf.get(v.as_tensor()).unwrap(), ga.get(v.as_tensor()).unwrap());
-            assert!(e < 1e-5, "{name} gradient differs by {e}");
-        }
+        let e = gradient_gap(fused, apart, &vars);
+        assert!(e < 1e-5, "gradients differ by {e}");
     }
 }
