@@ -121,8 +121,8 @@ mod tests {
 
     #[test]
     fn erf_is_close_to_known_values() {
-        // erf(0.5), erf(1), erf(2) to 9 digits; erf is odd.
-        for (x, want) in [(0.5f32, 0.520_499_878f32), (1.0, 0.842_700_793), (2.0, 0.995_322_265), (0.0, 0.0)] {
+        // erf(0.5), erf(1), erf(2) to f32 precision; erf is odd.
+        for (x, want) in [(0.5f32, 0.520_499_9f32), (1.0, 0.842_700_8), (2.0, 0.995_322_3), (0.0, 0.0)] {
             assert!((erf(x) - want).abs() < 3e-7 && (erf(-x) + want).abs() < 3e-7, "erf({x}) = {}", erf(x));
         }
     }
