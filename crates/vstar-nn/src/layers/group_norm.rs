@@ -41,10 +41,7 @@ impl Dims {
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("group norm: needs contiguous f32 tensors"),
-    }
+    super::conv::f32_slice(s, l, "group norm")
 }
 
 /// y = (x - mean) * rstd * gamma + beta, per (batch, group); with `silu`, SiLU(y) in the same
