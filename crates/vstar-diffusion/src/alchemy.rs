@@ -28,9 +28,9 @@ pub enum Segment {
     Attention { threshold: f32, colours: bool },
     /// A user mask (white = subject), the image's size.
     Mask(GrayImage),
-    /// A segmenter (SAM) called with the stage-1 scene and the coarse attention mask
-    /// (threshold 0.5, no colour step), whose bounding box it takes as the prompt.
-    Sam(Segmenter),
+    /// A segmenter (SAM) called with the stage-1 scene and the attention mask at `threshold`
+    /// (no colour step), whose bounding box it takes as the prompt.
+    Sam { threshold: f32, segment: Segmenter },
 }
 
 pub struct AlchemyConfig {
@@ -132,17 +132,12 @@ pub fn run(model: &Model, c: &AlchemyConfig) -> Result<AlchemyOutput> {
     let scene = images::to_rgb(&scene_t.get(0)?)?;
 
     // Segment and blur.
+    let coarse = |threshold: f32| attention_mask(&stage1.maps.lock().unwrap(), side, threshold);
     let mut mask = match &c.segment {
         Segment::Mask(m) => m.clone(),
-        Segment::Attention { threshold, colours } => {
-            let coarse = attention_mask(&stage1.maps.lock().unwrap(), side, *threshold)?;
-            if *colours {
-                colour_mask::refine(&scene, &coarse)
-            } else {
-                coarse
-            }
-        }
-        Segment::Sam(segment) => segment(&scene, &attention_mask(&stage1.maps.lock().unwrap(), side, 0.5)?)?,
+        Segment::Attention { threshold, colours: true } => colour_mask::refine(&scene, &coarse(*threshold)?),
+        Segment::Attention { threshold, colours: false } => coarse(*threshold)?,
+        Segment::Sam { threshold, segment } => segment(&scene, &coarse(*threshold)?)?,
     };
     if mask.pixels().all(|p| p.0[0] < 128) {
         if !c.allow_empty_mask {

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vstar_diffusion::alchemy::{run as alchemy, AlchemyConfig, Segment};
+use vstar_diffusion::alchemy::{run as alchemy, AlchemyConfig, Segment, Segmenter};
 use vstar_diffusion::blur::Blur;
 use vstar_diffusion::images;
 use vstar_nn::model::Model;
@@ -27,7 +27,7 @@ pub struct AlchemyArgs {
     model: Option<String>,
     /// attention (the class word's cross-attention in stage 1), mask:FILE (white = subject) or
     /// sam:DIR (a transformers SamModel folder such as facebook/sam-vit-base: SAM segments the
-    /// stage-1 scene, prompted with the bounding box of the attention mask at threshold 0.5).
+    /// stage-1 scene, prompted with the bounding box of the attention mask at --mask-threshold).
     #[arg(long, default_value = "attention")]
     segment: String,
     /// Share of the normalised attention map counted as subject.
@@ -73,10 +73,11 @@ pub fn run(a: AlchemyArgs) -> Result<()> {
         let sam = Sam::load(Path::new(dir), &candle_core::Device::Cpu)
             .with_context(|| format!("--segment sam:{dir}: cannot load the SAM checkpoint"))?;
         // An empty attention mask gives no box: it is passed on, and reported as empty.
-        Segment::Sam(Box::new(move |scene, coarse| match mask_box(coarse) {
+        let segment: Segmenter = Box::new(move |scene, coarse| match mask_box(coarse) {
             Some(prompt) => sam.segment(scene, prompt),
             None => Ok(coarse.clone()),
-        }))
+        });
+        Segment::Sam { threshold: a.mask_threshold, segment }
     } else {
         bail!("--segment {}: use attention, mask:FILE or sam:DIR", a.segment);
     };
