@@ -155,15 +155,24 @@ pub(crate) fn load_outputs(outputs: &[Output], dev: &Device) -> Result<Option<Ha
 }
 
 impl Pretrain<'_> {
-    /// Only the judges (attribute, identity, eval_clip), which depend on no other stage: a
-    /// second process can train them while `run` is busy with the UNet; `run` then finds them
-    /// done and skips them.
+    /// Only the judges (attribute, identity, eval_clip), which depend on no other stage but the
+    /// VAE (the attribute oracle's round trips): a second process can train them while `run` is
+    /// busy with the UNet; `run` then finds them done and skips them.
     pub fn run_judges(&self, names: &[String]) -> Result<()> {
         let layout = Layout::new(&self.out);
         layout.write_static_files()?;
         for n in names {
             match n.as_str() {
-                "attribute" => oracle_stage::train_attribute(self, &layout)?,
+                "attribute" => {
+                    let vae = vae_stage::load(&layout, &self.dev)?.ok_or_else(|| {
+                        candle_core::Error::Msg(format!(
+                            "--only attribute: {} is not trained yet; the attribute oracle also learns from \
+                             VAE round trips, so start it once the main pretrain has finished its VAE stage",
+                            layout.vae().display()
+                        ))
+                    })?;
+                    oracle_stage::train_attribute(self, &layout, &vae)?
+                }
                 "identity" => oracle_stage::train_identity(self, &layout)?,
                 "eval_clip" => clip_stage::train_eval(self, &layout)?,
                 other => candle_core::bail!("--only {other}: valid stages are attribute, identity, eval_clip"),
@@ -179,7 +188,7 @@ impl Pretrain<'_> {
         let vae = vae_stage::train(self, &layout)?;
         let text = clip_stage::train_conditioning(self, &layout)?;
         unet_stage::train(self, &layout, &vae, text)?;
-        oracle_stage::train_attribute(self, &layout)?;
+        oracle_stage::train_attribute(self, &layout, &vae)?;
         oracle_stage::train_identity(self, &layout)?;
         clip_stage::train_eval(self, &layout)?;
         let _ = std::fs::remove_dir_all(layout.checkpoints());
@@ -250,6 +259,19 @@ pub fn is_complete(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attribute oracle learns from VAE round trips: alone, before the VAE exists, it is
+    /// refused with the folder it waits for, and writes no oracle.
+    #[test]
+    fn attribute_oracle_alone_needs_the_vae() {
+        let out = std::env::temp_dir().join(format!("vstar-judges-no-vae-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let p = Pretrain { out: out.clone(), seed: 1, recipe: Recipe::smoke(), log: &|_| {}, dev: Device::Cpu };
+        let err = p.run_judges(&["attribute".to_string()]).unwrap_err().to_string();
+        assert!(err.contains("--only attribute") && err.contains(&Layout::new(&out).vae().display().to_string()), "{err}");
+        assert!(!Layout::new(&out).oracle("attribute").exists());
+        let _ = std::fs::remove_dir_all(&out);
+    }
 
     /// Two linears under `a.` and `b.`: each lands in its own folder without its prefix, `a.`
     /// starts from the given weights, and a rerun reads both back instead of training.
