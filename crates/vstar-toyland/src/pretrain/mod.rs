@@ -6,7 +6,8 @@
 //! 3. `unet/` and `text_encoder/` - the text-to-image UNet on the frozen VAE's latents, trained
 //!    with the text encoder started from (2) (epsilon, min-SNR, EMA, 10% empty captions for
 //!    classifier-free guidance);
-//! 4. `oracles/attribute`, `oracles/identity` - judges trained on renders only;
+//! 4. `oracles/attribute`, `oracles/identity` - judges trained on renders (the attribute oracle
+//!    on their VAE round trips too), never on generated images;
 //! 5. `oracles/eval_clip` - a second CLIP (other seed and sizes) for CLIP-T / CLIP-I stand-ins.
 //!
 //! Every stage checkpoints under `<out>/.checkpoints/<stage>` and skips itself once its

@@ -1,4 +1,5 @@
-//! Stages 4 and 5: the oracles, trained on renders only (never on generated images).
+//! Stages 4 and 5: the oracles, trained on renders and the VAE's round trips of renders (never
+//! on generated images).
 //! - attribute oracle: one classification head per attribute on an image tower;
 //! - identity oracle (the DINO stand-in): an embedding where one instance under different
 //!   contexts and styles lands close and different instances apart (contrastive on pairs of
