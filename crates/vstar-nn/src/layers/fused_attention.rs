@@ -203,6 +203,16 @@ fn scores(s: &mut [f32], q: &[f32], k: &[f32], rows: usize, d: Dims, scale: f32,
     }
 }
 
+/// The three operands of a custom op as f32 slices.
+fn f32_slices<'a>(ops: [(&'a CpuStorage, &Layout); 3], what: &str) -> Result<[&'a [f32]; 3]> {
+    let [a, b, c] = ops;
+    Ok([
+        super::conv::f32_slice(a.0, a.1, what)?,
+        super::conv::f32_slice(b.0, b.1, what)?,
+        super::conv::f32_slice(c.0, c.1, what)?,
+    ])
+}
+
 struct FusedAttention {
     scale: f32,
 }
@@ -222,9 +232,7 @@ impl CustomOp3 for FusedAttention {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let what = "fused attention";
-        let (q, k, v) = (super::conv::f32_slice(s1, l1, what)?, super::conv::f32_slice(s2, l2, what)?, {
-            super::conv::f32_slice(s3, l3, what)?
-        });
+        let [q, k, v] = f32_slices([(s1, l1), (s2, l2), (s3, l3)], what)?;
         let (d, [b, h]) = dims(l1, l2, l3, 0, what)?;
         let mut out = vec![0f32; d.bh * d.n * d.dv];
         if !out.is_empty() {
@@ -351,9 +359,7 @@ impl CustomOp3 for FusedAttentionGrad {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let what = "fused attention grad";
-        let (rows, k, v) = (super::conv::f32_slice(s1, l1, what)?, super::conv::f32_slice(s2, l2, what)?, {
-            super::conv::f32_slice(s3, l3, what)?
-        });
+        let [rows, k, v] = f32_slices([(s1, l1), (s2, l2), (s3, l3)], what)?;
         let (d, _) = dims(l1, l2, l3, 2 * self.dv, what)?;
         let (nq, nk, nv) = (d.bh * d.n * d.d, d.bh * d.m * d.d, d.bh * d.m * d.dv);
         let mut grads = vec![0f32; nq + nk + nv];

@@ -269,7 +269,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&out);
         let p = Pretrain { out: out.clone(), seed: 1, recipe: Recipe::smoke(), log: &|_| {}, dev: Device::Cpu };
         let err = p.run_judges(&["attribute".to_string()]).unwrap_err().to_string();
-        assert!(err.contains("--only attribute") && err.contains(&Layout::new(&out).vae().display().to_string()), "{err}");
+        assert!(
+            err.contains("--only attribute") && err.contains(&Layout::new(&out).vae().display().to_string()),
+            "{err}"
+        );
         assert!(!Layout::new(&out).oracle("attribute").exists());
         let _ = std::fs::remove_dir_all(&out);
     }

@@ -7,8 +7,6 @@
 
 use super::contrastive::{info_nce, normalize};
 use super::data;
-use vstar_diffusion::noise::NoiseSource;
-use vstar_nn::models::Vae;
 use super::layout::{Layout, WEIGHTS_TRANSFORMERS};
 use super::tower::{ImageTower, TowerConfig};
 use super::{optim, store, Output, Pretrain, StageSpec};
@@ -19,6 +17,8 @@ use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::path::Path;
+use vstar_diffusion::noise::NoiseSource;
+use vstar_nn::models::Vae;
 
 /// The attribute heads: name and number of classes.
 pub const HEADS: [(&str, usize); 6] = [
@@ -152,7 +152,8 @@ pub fn train_attribute(p: &Pretrain, layout: &Layout, vae: &Vae) -> Result<()> {
         |vb| AttributeOracle::new(&cfg, vb),
         |oracle, s| {
             let (specs, labels) = data::labelled(p.seed, STAGE, s, b);
-            let x = round_trip_first(vae, &data::images(&specs, dev)?, b / 2, data::item_seed(p.seed, STAGE + 1000, s, 0))?;
+            let x =
+                round_trip_first(vae, &data::images(&specs, dev)?, b / 2, data::item_seed(p.seed, STAGE + 1000, s, 0))?;
             let logits = oracle.logits(&x)?;
             let targets: Vec<[Option<usize>; 6]> = labels.iter().map(targets).collect();
             let mut total: Option<Tensor> = None;
