@@ -203,6 +203,11 @@ fn scores(s: &mut [f32], q: &[f32], k: &[f32], rows: usize, d: Dims, scale: f32,
     }
 }
 
+/// The `i`-th (b, h) block of `len` values of an operand.
+fn head(x: &[f32], i: usize, len: usize) -> &[f32] {
+    &x[i * len..][..len]
+}
+
 /// The three operands of a custom op as f32 slices.
 fn f32_slices<'a>(ops: [(&'a CpuStorage, &Layout); 3], what: &str) -> Result<[&'a [f32]; 3]> {
     let [a, b, c] = ops;
@@ -238,9 +243,7 @@ impl CustomOp3 for FusedAttention {
         if !out.is_empty() {
             // One task per (b, h, tile); a task's scores live in its scratch buffer.
             out.par_chunks_mut(d.n * d.dv).enumerate().for_each(|(i, out)| {
-                let (q, k, v) = (&q[i * d.n * d.d..][..d.n * d.d], &k[i * d.m * d.d..][..d.m * d.d], {
-                    &v[i * d.m * d.dv..][..d.m * d.dv]
-                });
+                let (q, k, v) = (head(q, i, d.n * d.d), head(k, i, d.m * d.d), head(v, i, d.m * d.dv));
                 out.par_chunks_mut(TILE * d.dv).enumerate().for_each_init(
                     || vec![0f32; TILE * d.m],
                     |s, (t, out)| {
@@ -378,9 +381,7 @@ impl CustomOp3 for FusedAttentionGrad {
             .zip(dv.par_chunks_mut(d.m * d.dv))
             .enumerate()
             .for_each(|(i, ((dq, dk), dv))| {
-                let (rows, k, v) = (&rows[i * d.n * d.w..][..d.n * d.w], &k[i * d.m * d.d..][..d.m * d.d], {
-                    &v[i * d.m * d.dv..][..d.m * d.dv]
-                });
+                let (rows, k, v) = (head(rows, i, d.n * d.w), head(k, i, d.m * d.d), head(v, i, d.m * d.dv));
                 if groups == 1 {
                     return self.rows(d, 0, rows, k, v, dq, dk, dv);
                 }

@@ -52,8 +52,7 @@ fn identity_tower() -> TowerConfig {
 }
 
 fn read_tower(dir: &Path, dev: &Device) -> Result<(TowerConfig, VarBuilder<'static>)> {
-    let cfg: TowerConfig = serde_json::from_value(vstar_nn::config::read_json(&dir.join("config.json"))?)
-        .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", dir.join("config.json").display())))?;
+    let cfg: TowerConfig = vstar_nn::config::read_json(&dir.join("config.json"))?;
     let w = store::load(dir, WEIGHTS_TRANSFORMERS, dev)?
         .ok_or_else(|| candle_core::Error::Msg(format!("{}: missing; run `vstar toyland pretrain`", dir.display())))?;
     Ok((cfg, store::frozen(&w, dev)))

@@ -32,9 +32,7 @@ pub fn config(scaling_factor: f64) -> serde_json::Value {
 /// The trained VAE, if its stage has finished (for stages run in a second process).
 pub fn load(layout: &Layout, dev: &candle_core::Device) -> Result<Option<Vae>> {
     let Some(weights) = store::load(&layout.vae(), WEIGHTS_DIFFUSERS, dev)? else { return Ok(None) };
-    let path = layout.vae().join("config.json");
-    let cfg: VaeConfig = serde_json::from_value(vstar_nn::config::read_json(&path)?)
-        .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
+    let cfg = VaeConfig::from_file(&layout.vae().join("config.json"))?;
     Ok(Some(Vae::new(&cfg, store::frozen(&weights, dev))?))
 }
 
