@@ -5,6 +5,7 @@ use super::conv2d;
 use super::resnet::{Downsample, ResnetBlock, Upsample};
 use crate::config::VaeConfig;
 use crate::layers::conv::Conv2d;
+use crate::layers::fused_attention::fused_attention;
 use crate::layers::group_norm::GroupNorm;
 use crate::layers::Slots;
 use candle_core::{Module, Result, Tensor};
@@ -37,10 +38,12 @@ impl SpatialAttention {
         let (b, c, h, w) = x.dims4()?;
         // contiguous: candle's batched matmul mis-reads this transposed layout for rows >= 1.
         let seq = self.group_norm.forward(x)?.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
-        let (q, k, v) = (self.to_q.forward(&seq)?, self.to_k.forward(&seq)?, self.to_v.forward(&seq)?);
-        let scores = (q.matmul(&k.t()?)? / (c as f64).sqrt())?;
-        let probs = crate::layers::ops::softmax_last(&scores)?;
-        let out = self.to_out.forward(&probs.matmul(&v)?)?;
+        // One head: (B, 1, N, C) for the fused op, which never holds the (N, N) map (at SDXL's
+        // 128x128 latents that map is 1 GiB per image).
+        let head = |l: &Linear| l.forward(&seq)?.unsqueeze(1);
+        let (q, k, v) = (head(&self.to_q)?, head(&self.to_k)?, head(&self.to_v)?);
+        let attended = fused_attention(&q, &k, &v, 1.0 / (c as f64).sqrt())?.squeeze(1)?;
+        let out = self.to_out.forward(&attended)?;
         out.transpose(1, 2)?.reshape((b, c, h, w))? + x
     }
 }
