@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Issue 4's Toyland tables, reproducible with one command (seeded; ~20 min on 2 cores):
+# Issue 4's Toyland tables, reproducible with one command (seeded; ~30 min on 2 cores):
 #   1. every personalization method on ToyBooth subject dog_a: identity and prompt-element
 #      recall of its placeholder prompts vs the base model's class prompts (`vstar eval`,
 #      16 prompts x 4 images: at 8 x 2 the same run's figures moved by +-0.02);
-#   2. DreamBooth-LoRA at the paper's lr 1e-4, batch 1, 100 to 12800 steps (the identity /
-#      recall trade-off);
+#   2. DreamBooth-LoRA at the paper's lr 1e-4, batch 1, 400 to 12800 steps (the identity /
+#      recall trade-off), 16 images per prompt: the steps move recall by about as much as
+#      4 images per prompt leave it uncertain;
 #   3. PALP (alignment weight 1, 0.3, 0.1) vs LoRA+TI on a complex target prompt, and at the
 #      default weight on two more, same seeds, 32 images each (`vstar eval --prompt`).
 # Usage: tools/toyland/methods.sh [OUT] (default out/methods). Needs the pretrained Toyland
@@ -29,10 +30,10 @@ train() { # name method token steps lr [extra flags...]; batch 4 unless BATCH is
 }
 HEADER="| run | method | steps | train s | identity (base -> tuned) | recall (base -> tuned) |
 |---|---|---|---|---|---|"
-table() { # name...
+table() { # name...; 16 prompts x PER (default 4) images per run
     echo "$HEADER"
     for n in "$@"; do
-        $VSTAR eval "$OUT/$n" --prompts 16 --images-per-prompt 4 2>/dev/null | tail -1 | sed "s/^|/| $n |/"
+        $VSTAR eval "$OUT/$n" --prompts 16 --images-per-prompt "${PER:-4}" 2>/dev/null | tail -1 | sed "s/^|/| $n |/"
     done
 }
 
@@ -48,9 +49,9 @@ BATCH=1 train lora-prior-b1 lora immen 500 1e-4 --prior-images 8 # the guidance 
 echo "## Every method on dog_a"
 table lora ti lora-ti dreambooth dreambooth-full svdiff custom lora-prior lora-prior-b1
 
-for s in 100 400 1600 3200 12800; do BATCH=1 train "lora-b1-$s" lora immen "$s" 1e-4; done
-echo "## DreamBooth-LoRA: steps (lr 1e-4, batch 1)"
-table lora-b1-100 lora-b1-400 lora-b1-1600 lora-b1-3200 lora-b1-12800
+for s in 400 1600 3200 12800; do BATCH=1 train "lora-b1-$s" lora immen "$s" 1e-4; done
+echo "## DreamBooth-LoRA: steps (lr 1e-4, batch 1; 16 prompts x 16 images per run)"
+PER=16 table lora-b1-400 lora-b1-1600 lora-b1-3200 lora-b1-12800
 
 TARGET="a watercolor painting of <immen> dog wearing a santa hat in the desert"
 for w in 1 0.3 0.1; do train "palp-w$w" lora-ti "<immen>" 400 5e-4 --palp "$TARGET" --palp-weight "$w"; done

@@ -11,6 +11,8 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::fast_exp::exp;
+
 /// Query rows per tile: a tile's scores are TILE x M floats (1 MiB at M = 4096).
 const TILE: usize = 64;
 
@@ -109,31 +111,6 @@ fn gemm(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: View, b: View, beta
             gemm::Parallelism::None,
         );
     }
-}
-
-/// e^x without branches, so that the row loops vectorise (libm's expf does not): x = n ln2 + r
-/// with |r| <= ln2 / 2, e^r by its Taylor series to r^7 (truncation below 6e-9 relative), 2^n
-/// written into the exponent bits. Meant for x <= 0 (scores minus their row max): below -87
-/// it returns 0, where 2^n would leave the normal range; NaN stays NaN.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LO: f32 = -87.0;
-    // Adding 1.5 * 2^23 rounds to an integer, which then sits in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    const LN2_HI: f32 = 0.693_145_75; // few significant bits: n * LN2_HI is exact
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let xc = if x < LO { LO } else { x };
-    let t = xc * std::f32::consts::LOG2_E + ROUND;
-    let n = t - ROUND;
-    let pow2 = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
-    let r = xc - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    // Zero below LO (NaN stays NaN) by a bit mask: a branch here would stop the vectorising.
-    let keep = ((x < LO) as u32).wrapping_sub(1);
-    f32::from_bits((p * pow2).to_bits() & keep)
 }
 
 const LANES: usize = 8;
@@ -452,7 +429,9 @@ mod tests {
         let (k, v) = (kt.transpose(2, 3).unwrap(), randn((b, h, m, dv)));
         assert!(!q.is_contiguous() && !k.is_contiguous());
         let e = max_diff(&fused_attention(&q, &k, &v, scale).unwrap(), &reference(&q, &k, &v, scale));
-        assert!(e < 1e-5, "large scores: differs by {e}");
+        // A score of 120 holds f32 rounding of ~1e-5 (either path), which e^s turns into that
+        // relative error in the weights: 1e-5 failed a quarter of random draws.
+        assert!(e < 1e-4, "large scores: differs by {e}");
     }
 
     /// Gradients of q, k and v equal those of the composed path, for every shape and a
@@ -490,16 +469,5 @@ mod tests {
         assert!(g1.get(&k).is_none() && g1.get(&v).is_none(), "untracked k or v got a gradient");
         let e = max_diff(g1.get(&q).unwrap(), g2.get(&q).unwrap());
         assert!(e < 1e-4, "dq differs by {e}");
-    }
-
-    #[test]
-    fn exp_is_close_to_libm() {
-        for i in 0..=20_000 {
-            let x = -90.0 * i as f32 / 20_000.0;
-            let (ours, want) = (exp(x), (x as f64).exp());
-            let ok = if x < -87.0 { ours == 0.0 } else { ((ours as f64 - want) / want).abs() < 3e-7 };
-            assert!(ok, "exp({x}) = {ours}, want {want}");
-        }
-        assert!(exp(f32::NAN).is_nan() && exp(f32::NEG_INFINITY) == 0.0);
     }
 }

@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shap
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
+use super::fast_exp::silu;
 use super::linear::{forward_folded, DeltaList, Slots};
 
 #[derive(Debug, Clone, Copy)]
@@ -34,10 +35,24 @@ impl Dims {
     /// Mean and reciprocal standard deviation of one group's elements.
     fn stats(&self, x: &[f32]) -> (f32, f32) {
         let n = x.len() as f64;
-        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let mean = lane_sum(x.len(), |i| x[i] as f64) / n;
+        let var = lane_sum(x.len(), |i| (x[i] as f64 - mean).powi(2)) / n;
         (mean as f32, (1.0 / (var + self.eps).sqrt()) as f32)
     }
+}
+
+/// The sum of `term(i)` for i in 0..n, kept in eight running sums: one sum would make every
+/// add wait for the previous one (these sums were 9% of a sampling step as a single chain).
+fn lane_sum(n: usize, term: impl Fn(usize) -> f64) -> f64 {
+    const LANES: usize = 8;
+    let mut acc = [0f64; LANES];
+    let full = n / LANES * LANES;
+    for base in (0..full).step_by(LANES) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += term(base + l);
+        }
+    }
+    acc.iter().sum::<f64>() + (full..n).map(term).sum::<f64>()
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
@@ -51,11 +66,6 @@ struct Forward {
     groups: usize,
     eps: f64,
     silu: bool,
-}
-
-/// candle's SiLU formula, so the fused output equals GroupNorm followed by `Tensor::silu`.
-fn silu(v: f32) -> f32 {
-    v / (1.0 + (-v).exp())
 }
 
 /// dx from (x, gamma, dy).
@@ -150,14 +160,9 @@ impl CustomOp3 for GradInput {
                 let (mean, rstd) = d.stats(xg);
                 let c0 = (bg % d.groups) * d.cpg;
                 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), with g = dy * gamma.
-                let (mut sg, mut sgx) = (0f64, 0f64);
-                for c in 0..d.cpg {
-                    for i in c * d.hw..(c + 1) * d.hw {
-                        let g = (dyg[i] * gamma[c0 + c]) as f64;
-                        sg += g;
-                        sgx += g * ((xg[i] - mean) * rstd) as f64;
-                    }
-                }
+                let g = |i: usize| (dyg[i] * gamma[c0 + i / d.hw]) as f64;
+                let sg = lane_sum(n, g);
+                let sgx = lane_sum(n, |i| g(i) * ((xg[i] - mean) * rstd) as f64);
                 let (mg, mgx) = ((sg / n as f64) as f32, (sgx / n as f64) as f32);
                 for c in 0..d.cpg {
                     for i in c * d.hw..(c + 1) * d.hw {
@@ -189,7 +194,10 @@ impl CustomOp2 for GradGamma {
             .map(|(bg, (xg, dyg))| {
                 let (mean, rstd) = d.stats(xg);
                 let sums = (0..d.cpg)
-                    .map(|c| (c * d.hw..(c + 1) * d.hw).map(|i| (dyg[i] * (xg[i] - mean) * rstd) as f64).sum())
+                    .map(|c| {
+                        let (xc, dyc) = (&xg[c * d.hw..(c + 1) * d.hw], &dyg[c * d.hw..(c + 1) * d.hw]);
+                        lane_sum(d.hw, |i| (dyc[i] * (xc[i] - mean) * rstd) as f64)
+                    })
                     .collect();
                 ((bg % d.groups) * d.cpg, sums)
             })
@@ -305,7 +313,9 @@ mod tests {
         let (norm, vars) = setup((2, 8, 3, 5));
         let fused = norm.forward_silu(vars[0].as_tensor(), None).unwrap();
         let apart = norm.forward(vars[0].as_tensor()).unwrap().silu().unwrap();
-        assert_eq!(max_diff(&fused, &apart), 0.0, "same formula, same values");
+        // The fused SiLU's e^x is a polynomial (vectorisable), candle's is libm's.
+        let e = max_diff(&fused, &apart);
+        assert!(e < 1e-6, "values differ by {e}");
         let e = gradient_gap(fused, apart, &vars);
         assert!(e < 1e-5, "gradients differ by {e}");
     }

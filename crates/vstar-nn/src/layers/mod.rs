@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod bias;
 pub mod conv;
+mod fast_exp;
 pub mod fused_attention;
 pub mod geglu;
 pub mod group_norm;
