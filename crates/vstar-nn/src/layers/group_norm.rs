@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shap
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use super::fast_exp::silu;
+use super::fast_exp::{exp, silu};
 use super::linear::{forward_folded, DeltaList, Slots};
 
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +30,22 @@ impl Dims {
 
     fn group_len(&self) -> usize {
         self.cpg * self.hw
+    }
+
+    /// For each channel of group `bg` (a batch-group index): its element range within the
+    /// group and the (a, b) with which the norm's output is a x + b.
+    fn affine<'a>(
+        &self,
+        bg: usize,
+        (mean, rstd): (f32, f32),
+        gamma: &'a [f32],
+        beta: &'a [f32],
+    ) -> impl Iterator<Item = (std::ops::Range<usize>, f32, f32)> + 'a {
+        let (c0, hw) = ((bg % self.groups) * self.cpg, self.hw);
+        (0..self.cpg).map(move |c| {
+            let a = gamma[c0 + c] * rstd;
+            (c * hw..(c + 1) * hw, a, beta[c0 + c] - mean * a)
+        })
     }
 
     /// Mean and reciprocal standard deviation of one group's elements.
@@ -98,11 +114,7 @@ impl CustomOp3 for Forward {
         let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(d.group_len()).zip(x.par_chunks(d.group_len())).enumerate().for_each(|(bg, (yg, xg))| {
-            let (mean, rstd) = d.stats(xg);
-            let c0 = (bg % d.groups) * d.cpg;
-            for c in 0..d.cpg {
-                let (a, b) = (gamma[c0 + c] * rstd, beta[c0 + c] - mean * gamma[c0 + c] * rstd);
-                let r = c * d.hw..(c + 1) * d.hw;
+            for (r, a, b) in d.affine(bg, d.stats(xg), gamma, beta) {
                 let ys = yg[r.clone()].iter_mut().zip(&xg[r]);
                 if self.silu {
                     ys.for_each(|(yo, &xi)| *yo = silu(xi * a + b));
@@ -123,17 +135,59 @@ impl CustomOp3 for Forward {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = if self.silu {
-            // Through the SiLU first: dy * s(u) (1 + u (1 - s(u))), u the norm's output.
-            let u = x.apply_op3_no_bwd(gamma, beta, &Forward { silu: false, ..*self })?;
-            let s = candle_nn::ops::sigmoid(&u)?;
-            (dy * (&s * ((&u * (1.0 - &s)?)? + 1.0)?)?)?
+            let affine = Tensor::stack(&[gamma, beta], 0)?;
+            x.apply_op3_no_bwd(&affine, &dy.contiguous()?, &SiluGrad { groups: self.groups, eps: self.eps })?
         } else {
             dy.contiguous()?
         };
-        let dx = x.apply_op3_no_bwd(gamma, &dy, &GradInput { groups: self.groups, eps: self.eps })?;
-        let dgamma = x.apply_op2_no_bwd(&dy, &GradGamma { groups: self.groups, eps: self.eps })?;
-        let dbeta = super::bias::channel_sum(&dy, 1)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        // Only what is tracked: in LoRA or TI runs the norms' gain and shift are frozen, and a
+        // returned gradient would also cost candle a zero tensor to add it to.
+        let (groups, eps) = (self.groups, self.eps);
+        let dx = x.track_op().then(|| x.apply_op3_no_bwd(gamma, &dy, &GradInput { groups, eps })).transpose()?;
+        let dgamma = gamma.track_op().then(|| x.apply_op2_no_bwd(&dy, &GradGamma { groups, eps })).transpose()?;
+        let dbeta = beta.track_op().then(|| super::bias::channel_sum(&dy, 1)).transpose()?;
+        Ok((dx, dgamma, dbeta))
+    }
+}
+
+/// The gradient through the fused SiLU, from (x, [gamma; beta] (2, C), dy): dy s(u) (1 + u (1 -
+/// s(u))) with u the norm's output recomputed and s the sigmoid, in one pass.
+struct SiluGrad {
+    groups: usize,
+    eps: f64,
+}
+
+impl CustomOp3 for SiluGrad {
+    fn name(&self) -> &'static str {
+        "vstar-group-norm-silu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::of(l1, self.groups, self.eps)?;
+        let (x, affine, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (gamma, beta) = affine.split_at(affine.len() / 2);
+        let n = d.group_len();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(n).zip(x.par_chunks(n).zip(dy.par_chunks(n))).enumerate().for_each(
+            |(bg, (og, (xg, dyg)))| {
+                for (r, a, b) in d.affine(bg, d.stats(xg), gamma, beta) {
+                    for ((o, &xi), &g) in og[r.clone()].iter_mut().zip(&xg[r.clone()]).zip(&dyg[r]) {
+                        let u = xi * a + b;
+                        let s = 1.0 / (1.0 + exp(-u));
+                        *o = g * s * (1.0 + u * (1.0 - s));
+                    }
+                }
+            },
+        );
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
 
@@ -318,5 +372,21 @@ mod tests {
         assert!(e < 1e-6, "values differ by {e}");
         let e = gradient_gap(fused, apart, &vars);
         assert!(e < 1e-5, "gradients differ by {e}");
+    }
+
+    /// With the gain and shift frozen (a LoRA run), only x gets a gradient, still the right one.
+    #[test]
+    fn frozen_affine_gets_no_gradient() {
+        let (mut norm, [x, w, b]) = setup((2, 8, 3, 5));
+        let probe = Tensor::randn(0f32, 1.0, x.shape(), x.device()).unwrap();
+        let dx = |norm: &GroupNorm| {
+            let g = (norm.forward_silu(x.as_tensor(), None).unwrap() * &probe).unwrap().sum_all().unwrap();
+            g.backward().unwrap()
+        };
+        let tracked = dx(&norm);
+        (norm.weight, norm.bias) = (w.as_tensor().detach(), b.as_tensor().detach());
+        let frozen = dx(&norm);
+        assert!(frozen.get(&norm.weight).is_none() && frozen.get(&norm.bias).is_none());
+        assert_eq!(max_diff(tracked.get(x.as_tensor()).unwrap(), frozen.get(x.as_tensor()).unwrap()), 0.0);
     }
 }
