@@ -5,6 +5,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::lanes::lane_sum;
+
 /// The tensor viewed as (outer, channels, inner) around `axis`; kernels walk it in
 /// chunks of `channels * inner`.
 #[derive(Debug, Clone, Copy)]
@@ -56,9 +58,10 @@ impl CustomOp2 for BiasAdd {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let db = grad.contiguous()?.apply_op1_no_bwd(&ChannelSum { axis: self.axis })?;
-        Ok((Some(grad.clone()), Some(db)))
+    /// Only what is tracked: a frozen bias (LoRA, TI) needs no sum.
+    fn bwd(&self, x: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let db = b.track_op().then(|| grad.contiguous()?.apply_op1_no_bwd(&ChannelSum { axis: self.axis })).transpose()?;
+        Ok((x.track_op().then(|| grad.clone()), db))
     }
 }
 
@@ -71,7 +74,7 @@ impl CustomOp1 for ChannelSum {
         let g = slice(s, l, "channel sum")?;
         let r = Runs::of(l.dims(), self.axis);
         let per_outer = |row: &[f32]| -> Vec<f64> {
-            row.chunks(r.inner).map(|run| run.iter().map(|&v| v as f64).sum()).collect::<Vec<f64>>()
+            row.chunks(r.inner).map(|run| lane_sum(run.len(), |i| run[i] as f64)).collect::<Vec<f64>>()
         };
         let sums = g.par_chunks(r.channels * r.inner).map(per_outer).reduce(
             || vec![0f64; r.channels],
@@ -121,5 +124,17 @@ mod tests {
                 assert!(e < 1e-4, "{shape:?} axis {axis}: gradient differs by {e}");
             }
         }
+    }
+
+    /// A frozen bias (LoRA, TI) gets no gradient; x's is unchanged.
+    #[test]
+    fn frozen_bias_gets_no_gradient() {
+        let dev = Device::Cpu;
+        let x = Var::randn(0f32, 1.0, (2, 3, 4), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 3, &dev).unwrap();
+        let g = add_bias(x.as_tensor(), &b, 1).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&b).is_none());
+        let want = (x.as_tensor().broadcast_add(&b.reshape((1, 3, 1)).unwrap()).unwrap() * 2.0).unwrap();
+        assert!(max_diff(g.get(x.as_tensor()).unwrap(), &want) < 1e-6);
     }
 }

@@ -7,6 +7,7 @@ use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
 use super::fast_exp::{exp, silu};
+use super::lanes::lane_sum;
 use super::linear::{forward_folded, DeltaList, Slots};
 
 #[derive(Debug, Clone, Copy)]
@@ -55,20 +56,6 @@ impl Dims {
         let var = lane_sum(x.len(), |i| (x[i] as f64 - mean).powi(2)) / n;
         (mean as f32, (1.0 / (var + self.eps).sqrt()) as f32)
     }
-}
-
-/// The sum of `term(i)` for i in 0..n, kept in eight running sums: one sum would make every
-/// add wait for the previous one (these sums were 9% of a sampling step as a single chain).
-fn lane_sum(n: usize, term: impl Fn(usize) -> f64) -> f64 {
-    const LANES: usize = 8;
-    let mut acc = [0f64; LANES];
-    let full = n / LANES * LANES;
-    for base in (0..full).step_by(LANES) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += term(base + l);
-        }
-    }
-    acc.iter().sum::<f64>() + (full..n).map(term).sum::<f64>()
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {

@@ -8,6 +8,7 @@ pub mod fused_attention;
 pub mod geglu;
 pub mod group_norm;
 pub mod hooks;
+mod lanes;
 pub mod linear;
 pub mod ops;
 pub mod product;
