@@ -112,6 +112,10 @@ enum Command {
         /// Only this UNet (toyland or sd15-level); both by default.
         #[arg(long)]
         only: Option<String>,
+        /// Measure both sides this many times, alternating, and compare medians: on a shared
+        /// machine one pass of each can land in a slow and a fast minute.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
 }
 
@@ -243,7 +247,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sample(args) => sample::run(args),
         Command::Alchemy(args) => alchemy::run(args),
         Command::Train(args) => train::run(args),
-        Command::Bench { iters, reference, only } => bench::run(iters, reference.as_deref(), only.as_deref()),
+        Command::Bench { iters, reference, only, rounds } => {
+            bench::run(iters, reference.as_deref(), only.as_deref(), rounds)
+        }
         Command::Toyland(cmd) => toyland::run(cmd),
         Command::Tokens(cmd) => tokens::run(cmd),
     }

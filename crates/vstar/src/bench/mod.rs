@@ -135,10 +135,30 @@ impl LoraUnet {
     }
 }
 
-pub fn run(iters: usize, reference: Option<&str>, only: Option<&str>) -> Result<()> {
-    let dev = Device::Cpu;
+pub fn run(iters: usize, reference: Option<&str>, only: Option<&str>, rounds: usize) -> Result<()> {
+    if rounds == 0 {
+        anyhow::bail!("--rounds 0: give at least 1");
+    }
     let root = vstar_nn::locate::resolve_model(None)?;
-    let theirs = reference.map(|python| reference::measure(python, &subjects(iters, only)?, &root)).transpose()?;
+    let (mut ours, mut theirs) = (vec![], vec![]);
+    for r in 1..=rounds {
+        if rounds > 1 {
+            println!("\n## Round {r} of {rounds}");
+        }
+        if let Some(python) = reference {
+            theirs.push(reference::measure(python, &subjects(iters, only)?, &root)?);
+        }
+        ours.push(measure(iters, only, &root)?);
+    }
+    if !theirs.is_empty() {
+        reference::print(&ours, &theirs);
+    }
+    Ok(())
+}
+
+/// vstar's side: prints every figure and returns the timed ones.
+fn measure(iters: usize, only: Option<&str>, root: &std::path::Path) -> Result<Vec<Figure>> {
+    let dev = Device::Cpu;
     let threads = candle_core::utils::get_num_threads();
     let (peak, n) = machine::gemm_peak_gflops()?;
     println!("f32, {threads} thread(s); GEMM peak {peak:.1} GFLOP/s (best square product, n = {n})");
@@ -177,7 +197,7 @@ pub fn run(iters: usize, reference: Option<&str>, only: Option<&str>) -> Result<
             figures.push(Figure { key: format!("lora_step/{}/{batch}", s.name), seconds: step });
         }
     }
-    let model = vstar_nn::model::Model::load(&root, &dev)?;
+    let model = vstar_nn::model::Model::load(root, &dev)?;
     let mut by_kind = BTreeMap::new();
     by_kind.insert(PromptKind::Concept, pipeline::encode_prompt(&model, reference::SAMPLING_PROMPT)?);
     let cfg = Cfg { scale: GUIDANCE };
@@ -192,8 +212,5 @@ pub fn run(iters: usize, reference: Option<&str>, only: Option<&str>) -> Result<
         mem(sample_mem)
     );
     figures.push(Figure { key: "sample/toyland".into(), seconds: sample });
-    if let Some(theirs) = &theirs {
-        reference::print(&figures, theirs);
-    }
-    Ok(())
+    Ok(figures)
 }

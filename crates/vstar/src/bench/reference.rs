@@ -56,17 +56,54 @@ pub fn measure(python: &str, subjects: &[Subject], model: &Path) -> Result<Their
     Ok(Theirs { seconds, versions, gemm_gflops })
 }
 
-pub fn print(ours: &[Figure], theirs: &Theirs) {
-    if let Some(g) = theirs.gemm_gflops {
-        println!("\nPyTorch's GEMM peak on the same sizes: {g:.1} GFLOP/s (the shares of peak above are of candle's)");
+/// One row per figure: each side's median over the rounds, their ratio, and with several
+/// rounds each round's own ratio (how much the machine moved between them).
+pub fn print(ours: &[Vec<Figure>], theirs: &[Theirs]) {
+    let gemm: Vec<f64> = theirs.iter().filter_map(|t| t.gemm_gflops).collect();
+    if !gemm.is_empty() {
+        println!(
+            "\nPyTorch's GEMM peak on the same sizes: {:.1} GFLOP/s (the shares of peak above are of candle's)",
+            median(gemm)
+        );
     }
-    println!("\n| figure | vstar | PyTorch ({}) | PyTorch / vstar |\n|---|---|---|---|", theirs.versions);
-    for f in ours {
-        match theirs.seconds.get(&f.key).copied() {
-            Some(t) => {
-                println!("| {} | {:.1} ms | {:.1} ms | {:.2}x |", f.key, f.seconds * 1e3, t * 1e3, t / f.seconds)
+    let rounds = if ours.len() > 1 { format!(", medians of {} rounds", ours.len()) } else { String::new() };
+    let per_round = if ours.len() > 1 { " ratio in each round |" } else { "" };
+    println!(
+        "\n| figure | vstar | PyTorch ({}{rounds}) | PyTorch / vstar |{per_round}\n|---|---|---|---|{}",
+        theirs[0].versions,
+        if ours.len() > 1 { "---|" } else { "" }
+    );
+    for (i, f) in ours[0].iter().enumerate() {
+        let mine = median(ours.iter().map(|r| r[i].seconds).collect());
+        let pairs: Option<Vec<(f64, f64)>> =
+            ours.iter().zip(theirs).map(|(o, t)| t.seconds.get(&f.key).map(|&t| (o[i].seconds, t))).collect();
+        match pairs {
+            Some(pairs) => {
+                let t = median(pairs.iter().map(|p| p.1).collect());
+                let each: Vec<String> = pairs.iter().map(|(o, t)| format!("{:.2}", t / o)).collect();
+                let each = if pairs.len() > 1 { format!(" {} |", each.join(" / ")) } else { String::new() };
+                println!("| {} | {:.1} ms | {:.1} ms | {:.2}x |{each}", f.key, mine * 1e3, t * 1e3, t / mine)
             }
-            None => println!("| {} | {:.1} ms | not measured | |", f.key, f.seconds * 1e3),
+            None => println!("| {} | {:.1} ms | not measured | |", f.key, mine * 1e3),
         }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
     }
 }
