@@ -37,22 +37,24 @@ pub struct TokenScore {
     pub images: Vec<RgbImage>,
 }
 
+/// The median of `v` (NaN-free), the mean of the middle two for an even count.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
 /// Modified z-scores of `v` (None when there are too few values or no spread).
 pub fn modified_z(v: &[f64]) -> Option<Vec<f64>> {
-    let median = |x: &mut Vec<f64>| {
-        x.sort_by(f64::total_cmp);
-        let n = x.len();
-        if n % 2 == 1 {
-            x[n / 2]
-        } else {
-            (x[n / 2 - 1] + x[n / 2]) / 2.0
-        }
-    };
     if v.len() < MIN_TO_FLAG {
         return None;
     }
-    let m = median(&mut v.to_vec());
-    let mad = median(&mut v.iter().map(|x| (x - m).abs()).collect());
+    let m = median(v.to_vec());
+    let mad = median(v.iter().map(|x| (x - m).abs()).collect());
     (mad > 0.0).then(|| v.iter().map(|x| 0.6745 * (x - m) / mad).collect())
 }
 
@@ -101,6 +103,12 @@ pub fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
 
     /// Hand-made scores: median 0.25, MAD 0.01, so z = 0.6745 * (s - 0.25) / 0.01; only the
     /// far outlier reaches 3.5, and too few candidates give no scores at all.

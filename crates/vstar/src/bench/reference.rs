@@ -6,6 +6,7 @@ use super::{Figure, Subject, BATCHES, GUIDANCE, SAMPLING_STEPS};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
+use vstar_eval::token_scan::median;
 
 pub const SAMPLING_PROMPT: &str = "a photo of a dog in the snow";
 const SCRIPT: &str = "tools/ref/bench_torch.py";
@@ -89,21 +90,3 @@ pub fn print(ours: &[Vec<Figure>], theirs: &[Theirs]) {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(super::median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
-    }
-}
