@@ -60,7 +60,8 @@ impl CustomOp2 for BiasAdd {
 
     /// Only what is tracked: a frozen bias (LoRA, TI) needs no sum.
     fn bwd(&self, x: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let db = b.track_op().then(|| grad.contiguous()?.apply_op1_no_bwd(&ChannelSum { axis: self.axis })).transpose()?;
+        let db =
+            b.track_op().then(|| grad.contiguous()?.apply_op1_no_bwd(&ChannelSum { axis: self.axis })).transpose()?;
         Ok((x.track_op().then(|| grad.clone()), db))
     }
 }

@@ -14,7 +14,13 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75; // few significant bits: n * LN2_HI is exact
     const LN2_LO: f32 = 1.428_606_8e-6;
     // Comparisons, not min/max: those would turn NaN into the bound.
-    let xc = if x < LO { LO } else if x > HI { HI } else { x };
+    let xc = if x < LO {
+        LO
+    } else if x > HI {
+        HI
+    } else {
+        x
+    };
     let t = xc * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
     let pow2 = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
