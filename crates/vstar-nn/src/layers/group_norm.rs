@@ -201,9 +201,14 @@ impl CustomOp3 for GradInput {
                 let (mean, rstd) = d.stats(xg);
                 let c0 = (bg % d.groups) * d.cpg;
                 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), with g = dy * gamma.
-                let g = |i: usize| (dyg[i] * gamma[c0 + i / d.hw]) as f64;
-                let sg = lane_sum(n, g);
-                let sgx = lane_sum(n, |i| g(i) * ((xg[i] - mean) * rstd) as f64);
+                // Channel by channel, so each element's gain is known without a division.
+                let channels = xg.chunks(d.hw).zip(dyg.chunks(d.hw)).zip(&gamma[c0..c0 + d.cpg]);
+                let (mut sg, mut sgx) = (0f64, 0f64);
+                for ((xc, dyc), &gc) in channels {
+                    let g = |i: usize| (dyc[i] * gc) as f64;
+                    sg += lane_sum(d.hw, g);
+                    sgx += lane_sum(d.hw, |i| g(i) * ((xc[i] - mean) * rstd) as f64);
+                }
                 let (mg, mgx) = ((sg / n as f64) as f32, (sgx / n as f64) as f32);
                 for c in 0..d.cpg {
                     for i in c * d.hw..(c + 1) * d.hw {

@@ -1,8 +1,8 @@
 //! Reductions written so that the compiler can keep them in vector registers.
 
 /// The sum of `term(i)` for i in 0..n, kept in eight running sums: one sum would make every
-/// add wait for the previous one (GroupNorm's statistics were 9% of a
-/// sampling step as a single chain).
+/// add wait for the previous one (GroupNorm's statistics were 9% of a sampling step as a
+/// single chain).
 pub(crate) fn lane_sum(n: usize, term: impl Fn(usize) -> f64) -> f64 {
     const LANES: usize = 8;
     let mut acc = [0f64; LANES];

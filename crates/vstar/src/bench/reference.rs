@@ -67,12 +67,12 @@ pub fn print(ours: &[Vec<Figure>], theirs: &[Theirs]) {
             median(gemm)
         );
     }
-    let rounds = if ours.len() > 1 { format!(", medians of {} rounds", ours.len()) } else { String::new() };
-    let per_round = if ours.len() > 1 { " ratio in each round |" } else { "" };
+    let several = ours.len() > 1;
+    let rounds = if several { format!(", medians of {} rounds", ours.len()) } else { String::new() };
+    let (per_round, rule) = if several { (" ratio in each round |", "---|") } else { ("", "") };
     println!(
-        "\n| figure | vstar | PyTorch ({}{rounds}) | PyTorch / vstar |{per_round}\n|---|---|---|---|{}",
-        theirs[0].versions,
-        if ours.len() > 1 { "---|" } else { "" }
+        "\n| figure | vstar | PyTorch ({}{rounds}) | PyTorch / vstar |{per_round}\n|---|---|---|---|{rule}",
+        theirs[0].versions
     );
     for (i, f) in ours[0].iter().enumerate() {
         let mine = median(ours.iter().map(|r| r[i].seconds).collect());
@@ -82,11 +82,10 @@ pub fn print(ours: &[Vec<Figure>], theirs: &[Theirs]) {
             Some(pairs) => {
                 let t = median(pairs.iter().map(|p| p.1).collect());
                 let each: Vec<String> = pairs.iter().map(|(o, t)| format!("{:.2}", t / o)).collect();
-                let each = if pairs.len() > 1 { format!(" {} |", each.join(" / ")) } else { String::new() };
+                let each = if several { format!(" {} |", each.join(" / ")) } else { String::new() };
                 println!("| {} | {:.1} ms | {:.1} ms | {:.2}x |{each}", f.key, mine * 1e3, t * 1e3, t / mine)
             }
             None => println!("| {} | {:.1} ms | not measured | |", f.key, mine * 1e3),
         }
     }
 }
-
