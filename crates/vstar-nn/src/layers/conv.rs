@@ -23,10 +23,13 @@ struct Geometry {
     pad: usize,
 }
 
-/// See `Geometry::shifted`.
+/// One patch row of a same-size stride-1 conv (see `Geometry::shifted`).
 struct Shift {
+    /// Where the row's input channel starts in one image.
     plane: usize,
+    /// Input pixel index minus output pixel index, within the plane.
     offset: isize,
+    /// Output rows and columns whose input pixel is inside the image (empty when none is).
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
 }
@@ -66,11 +69,9 @@ impl Geometry {
         }
     }
 
-    /// For a stride-1 conv whose output is the input's size (3x3 pad 1, 1x1): patch element
-    /// `row`'s input plane, the shift from output to input pixel index, the output rows with
-    /// input (`oy0..oy1`), and the output columns with input (`ox0..ox1`). Its patch row is
-    /// then the plane shifted by one offset: one slice instead of a run per output row, which
-    /// at 8x8 latents made im2col a quarter of a UNet forward.
+    /// For a stride-1 conv whose output is the input's size (3x3 pad 1, 1x1), patch element
+    /// `row`'s patch row is its input plane shifted by one offset: one slice instead of a run
+    /// per output row, which at 8x8 latents made im2col a quarter of a UNet forward.
     fn shifted(&self, row: usize) -> Option<Shift> {
         if self.stride != 1 || self.out_hw() != (self.h, self.w) {
             return None;
@@ -85,7 +86,7 @@ impl Geometry {
             plane: c * self.h * self.w,
             offset: dy * w + dx,
             rows: if empty { 0..0 } else { oy0 as usize..oy1 as usize },
-            cols: ox0.max(0) as usize..ox1.max(0) as usize,
+            cols: ox0 as usize..ox1.max(0) as usize,
         })
     }
 
