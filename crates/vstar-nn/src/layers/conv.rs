@@ -43,12 +43,17 @@ impl Geometry {
         self.c * self.kh * self.kw
     }
 
+    /// Patch row `row` as (input channel, kernel row, kernel column).
+    fn patch(&self, row: usize) -> (usize, usize, usize) {
+        (row / (self.kh * self.kw), row / self.kw % self.kh, row % self.kw)
+    }
+
     /// Calls `f(col, input, len)` for every run of in-bounds output pixels of patch element
     /// `row` = (c, ky, kx) of one batch item: output columns `col..col + len` read input
     /// elements `input, input + stride, ...` (a plain slice copy at stride 1).
     fn for_runs(&self, row: usize, mut f: impl FnMut(usize, usize, usize)) {
         let (oh, ow) = self.out_hw();
-        let (c, ky, kx) = (row / (self.kh * self.kw), row / self.kw % self.kh, row % self.kw);
+        let (c, ky, kx) = self.patch(row);
         // Output columns ox with 0 <= ox * stride + kx - pad < w.
         let first = self.pad.saturating_sub(kx).div_ceil(self.stride);
         let hi = (self.w + self.pad) as isize - kx as isize - 1;
@@ -76,7 +81,7 @@ impl Geometry {
         if self.stride != 1 || self.out_hw() != (self.h, self.w) {
             return None;
         }
-        let (c, ky, kx) = (row / (self.kh * self.kw), row / self.kw % self.kh, row % self.kw);
+        let (c, ky, kx) = self.patch(row);
         let (h, w) = (self.h as isize, self.w as isize);
         let (dy, dx) = (ky as isize - self.pad as isize, kx as isize - self.pad as isize);
         let (oy0, oy1) = ((-dy).max(0), (h - dy).min(h));
