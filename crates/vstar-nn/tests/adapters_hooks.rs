@@ -262,3 +262,23 @@ fn norm_gain_deltas_and_the_one_d_spectral_shift() {
     let shifted: Vec<f32> = g.iter().map(|v| v / len * (len + d).max(0.0)).collect();
     assert!(max_err(&norm.forward(&x).unwrap(), &plain(&shifted).forward(&x).unwrap()) < 1e-5);
 }
+
+/// A frozen weight is stored as a contiguous (in, out) copy, read through an (out, in) view
+/// (the slot hands out the same values); a trainable one stays the var itself, so training
+/// still reaches it.
+#[test]
+fn frozen_weights_are_stored_transposed_and_vars_are_kept() {
+    let (lin, slots) = layer();
+    assert!(lin.weight().t().unwrap().is_contiguous());
+    assert_eq!(rows(lin.weight()), vec![vec![1., 2.], vec![3., 4.]]);
+    assert_eq!(rows(&slots.weight("l").unwrap()), vec![vec![1., 2.], vec![3., 4.]]);
+
+    let vm = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let lin = AdaptedLinear::new(2, 3, false, vb.pp("l"), &Slots::default()).unwrap();
+    assert!(lin.weight().is_variable());
+    let loss = lin.forward(&t(&[1., -2.], &[1, 2]), None).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let var = vm.all_vars().into_iter().next().unwrap();
+    assert!(grads.get(var.as_tensor()).is_some(), "the trainable weight got no gradient");
+}

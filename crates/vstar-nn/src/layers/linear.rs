@@ -139,7 +139,10 @@ impl Slots {
             [] => candle_core::bail!("`{name}`: a scalar weight cannot take adapters"),
         };
         let deltas: DeltaList = Arc::default();
-        let slot = Slot { in_dim, out_dim, weight: weight.reshape((out_dim, in_dim))?, shape, deltas: deltas.clone() };
+        // A (out, in) weight is kept as it is: reshaping a strided view would copy it.
+        let matrix =
+            if weight.dims() == [out_dim, in_dim] { weight.clone() } else { weight.reshape((out_dim, in_dim))? };
+        let slot = Slot { in_dim, out_dim, weight: matrix, shape, deltas: deltas.clone() };
         self.0.lock().unwrap().insert(name, slot);
         Ok(deltas)
     }
@@ -197,6 +200,10 @@ impl AdaptedLinear {
         } else {
             None
         };
+        // A frozen weight is kept as the (out, in) view of a contiguous (in, out) copy. gemm
+        // copies (packs) a weight it cannot read along its output dimension on every call; at a
+        // few dozen rows (Toyland's 4x4 attention level) that copy cost as much as the product.
+        let weight = if weight.is_variable() { weight } else { weight.t()?.contiguous()?.t()? };
         let deltas = slots.register(vb.prefix(), &weight)?;
         Ok(Self { weight, bias, deltas })
     }
