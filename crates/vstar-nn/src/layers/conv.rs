@@ -2,15 +2,16 @@
 //! is slower both ways at Toyland's shapes: its forward runs one small GEMM per image and
 //! re-lays the kernel out on every call (the Toyland UNet forward took 11.9 ms with this path
 //! against 17.9 ms with candle's at batch 1), and its backward goes through a direct
-//! conv_transpose 10-100x slower than the forward. The GEMM's backward is candle's matmul;
-//! im2col's is col2im; both are custom ops here.
+//! conv_transpose 10-100x slower than the forward. Here the conv is one custom op whose
+//! backward is two GEMMs and a col2im.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use super::linear::{forward_folded, DeltaList, Slots};
+use super::product::{gemm_f32, Operand};
 
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
@@ -180,67 +181,126 @@ pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
 
 /// (B, C, H, W) -> (C*kh*kw, B*OH*OW): every batch item's patches side by side, so the
 /// convolution is one GEMM and its weight gradient another (no sum over a batch dim).
-struct Im2Col(Geometry);
-
-/// The adjoint of Im2Col: sums patch columns back into the images.
-struct Col2Im {
-    g: Geometry,
-    batch: usize,
+fn im2col(g: &Geometry, x: &[f32], b: usize) -> Vec<f32> {
+    let (oh, ow) = g.out_hw();
+    let (cols, img) = (oh * ow, g.c * g.h * g.w);
+    let len = g.rows() * b * cols;
+    let plan = g.plan();
+    // Each row is zeroed where it is filled, while in cache: a zeroed allocation would
+    // write the whole (9x the input) buffer out to memory once more beforehand.
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len].par_chunks_mut(b * cols).enumerate().for_each(|(r, dst)| {
+        dst.fill(MaybeUninit::new(0.0));
+        // SAFETY: every element was just initialised, and MaybeUninit<f32> has f32's layout.
+        let dst = unsafe { &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        for n in 0..b {
+            g.gather_row(r, &plan[r], &x[n * img..(n + 1) * img], &mut dst[n * cols..(n + 1) * cols]);
+        }
+    });
+    // SAFETY: the loop above initialised all `len` elements.
+    unsafe { out.set_len(len) };
+    out
 }
 
-impl CustomOp1 for Im2Col {
+/// The adjoint of `im2col`: sums patch columns back into `b` images.
+fn col2im(g: &Geometry, cols_data: &[f32], b: usize) -> Vec<f32> {
+    let (oh, ow) = g.out_hw();
+    let (cols, img) = (oh * ow, g.c * g.h * g.w);
+    let mut out = vec![0f32; b * img];
+    let plan = g.plan();
+    out.par_chunks_mut(img).enumerate().for_each(|(n, dst)| {
+        for r in 0..g.rows() {
+            g.scatter_add_row(r, &plan[r], &cols_data[r * b * cols + n * cols..][..cols], dst);
+        }
+    });
+    out
+}
+
+/// (a, b, inner) -> (b, a, inner): the GEMM's (Cout, B, OH*OW) output to (B, Cout, OH*OW)
+/// images, and an output gradient back.
+fn swap_outer(src: &[f32], (a, b, inner): (usize, usize, usize)) -> Vec<f32> {
+    let mut out = Vec::with_capacity(src.len());
+    for j in 0..b {
+        for i in 0..a {
+            out.extend_from_slice(&src[(i * b + j) * inner..][..inner]);
+        }
+    }
+    out
+}
+
+/// The convolution `x (B, C, H, W)`, `kernel (Cout, C*kh*kw)` -> (B, Cout, OH, OW) as one op:
+/// im2col, one GEMM, the result laid out as images. Its backward makes the patch columns'
+/// gradient and folds it back with col2im inside the op, so no im2col-sized (9x the input)
+/// tensor enters candle's graph, whose backward spends a zero fill and an add on every node.
+struct Conv(Geometry);
+
+/// The input's gradient: col2im(kernel^T @ grad).
+struct InputGrad(Geometry);
+
+/// The kernel's gradient: grad @ im2col(x)^T (the columns made again, not kept from the forward).
+struct KernelGrad(Geometry);
+
+impl CustomOp2 for Conv {
     fn name(&self) -> &'static str {
-        "vstar-im2col"
+        "vstar-conv"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = self.0;
-        let x = f32_slice(s, l, "im2col")?;
-        let b = l.dims()[0];
-        let (oh, ow) = g.out_hw();
-        let (cols, img) = (oh * ow, g.c * g.h * g.w);
-        let len = g.rows() * b * cols;
-        let plan = g.plan();
-        // Each row is zeroed where it is filled, while in cache: a zeroed allocation would
-        // write the whole (9x the input) buffer out to memory once more beforehand.
-        let mut out: Vec<f32> = Vec::with_capacity(len);
-        out.spare_capacity_mut()[..len].par_chunks_mut(b * cols).enumerate().for_each(|(r, dst)| {
-            dst.fill(MaybeUninit::new(0.0));
-            // SAFETY: every element was just initialised, and MaybeUninit<f32> has f32's layout.
-            let dst = unsafe { &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            for n in 0..b {
-                g.gather_row(r, &plan[r], &x[n * img..(n + 1) * img], &mut dst[n * cols..(n + 1) * cols]);
-            }
-        });
-        // SAFETY: the loop above initialised all `len` elements.
-        unsafe { out.set_len(len) };
-        Ok((CpuStorage::F32(out), Shape::from((g.rows(), b * cols))))
+        let (x, kernel) = (f32_slice(s1, l1, "conv input")?, f32_slice(s2, l2, "conv kernel")?);
+        let (b, co, (oh, ow)) = (l1.dims()[0], l2.dims()[0], g.out_hw());
+        let px = oh * ow;
+        let cols = im2col(&g, x, b);
+        let y = gemm_f32((co, g.rows(), b * px), Operand::rows(kernel, g.rows()), Operand::rows(&cols, b * px));
+        Ok((CpuStorage::F32(swap_outer(&y, (co, b, px))), Shape::from((b, co, oh, ow))))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let op = Col2Im { g: self.0, batch: arg.dim(0)? };
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    fn bwd(
+        &self,
+        x: &Tensor,
+        kernel: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let gx = if x.track_op() { Some(grad.apply_op2_no_bwd(kernel, &InputGrad(self.0))?) } else { None };
+        let gk = if kernel.track_op() { Some(grad.apply_op2_no_bwd(x, &KernelGrad(self.0))?) } else { None };
+        Ok((gx, gk))
     }
 }
 
-impl CustomOp1 for Col2Im {
+/// The output gradient (B, Cout, OH, OW) as the GEMM's (Cout, B*OH*OW).
+fn grad_matrix(s: &CpuStorage, l: &Layout) -> Result<(Vec<f32>, usize, usize, usize)> {
+    let (b, co, oh, ow) = l.shape().dims4()?;
+    let grad = f32_slice(s, l, "conv output gradient")?;
+    Ok((swap_outer(grad, (b, co, oh * ow)), b, co, b * oh * ow))
+}
+
+impl CustomOp2 for InputGrad {
     fn name(&self) -> &'static str {
-        "vstar-col2im"
+        "vstar-conv-input-grad"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (g, b) = (self.g, self.batch);
-        let cols_data = f32_slice(s, l, "col2im")?;
-        let (oh, ow) = g.out_hw();
-        let (cols, img) = (oh * ow, g.c * g.h * g.w);
-        let mut out = vec![0f32; b * img];
-        let plan = g.plan();
-        out.par_chunks_mut(img).enumerate().for_each(|(n, dst)| {
-            for r in 0..g.rows() {
-                g.scatter_add_row(r, &plan[r], &cols_data[r * b * cols + n * cols..][..cols], dst);
-            }
-        });
-        Ok((CpuStorage::F32(out), Shape::from((b, g.c, g.h, g.w))))
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let (grad, b, co, n) = grad_matrix(s1, l1)?;
+        let kernel = f32_slice(s2, l2, "conv kernel")?;
+        let cols = gemm_f32((g.rows(), co, n), Operand::transposed(kernel, g.rows()), Operand::rows(&grad, n));
+        Ok((CpuStorage::F32(col2im(&g, &cols, b)), Shape::from((b, g.c, g.h, g.w))))
+    }
+}
+
+impl CustomOp2 for KernelGrad {
+    fn name(&self) -> &'static str {
+        "vstar-conv-kernel-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let (grad, b, co, n) = grad_matrix(s1, l1)?;
+        let cols = im2col(&g, f32_slice(s2, l2, "conv input")?, b);
+        let gk = gemm_f32((co, n, g.rows()), Operand::rows(&grad, n), Operand::transposed(&cols, n));
+        Ok((CpuStorage::F32(gk), Shape::from((co, g.rows()))))
     }
 }
 
@@ -282,10 +342,10 @@ impl Conv2d {
         let (b, c, h, w) = x.dims4()?;
         let (co, _, kh, kw) = weight.dims4()?;
         let g = Geometry { c, h, w, kh, kw, stride: self.stride, pad: self.padding };
-        let (oh, ow) = g.out_hw();
-        let cols = x.contiguous()?.apply_op1(Im2Col(g))?;
-        let y = crate::flops::matmul(&weight.reshape((co, c * kh * kw))?, &cols)?;
-        y.reshape((co, b, oh, ow))?.transpose(0, 1)?.contiguous()
+        let kernel = weight.reshape((co, c * kh * kw))?.contiguous()?;
+        let y = x.contiguous()?.apply_op2(&kernel, Conv(g))?;
+        crate::flops::add(2 * (co * g.rows()) as u64 * (b * y.dim(2)? * y.dim(3)?) as u64);
+        Ok(y)
     }
 
     /// `scale`: one adapter strength per batch row (B,); None = strength 1.
@@ -341,6 +401,32 @@ mod tests {
                 let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
                 assert!(max_diff(a, b) < 1e-4, "gradient s{stride} p{pad} k{k}: {}", max_diff(a, b));
             }
+        }
+    }
+
+    /// With one side frozen (a LoRA step: the kernel; pretraining's first conv: the images)
+    /// the other side's gradient still equals candle's, and the frozen side gets none.
+    #[test]
+    fn one_tracked_side_gets_the_gradient() {
+        let dev = Device::Cpu;
+        let (x, w) =
+            (Var::randn(0f32, 1.0, (2, 3, 6, 5), &dev).unwrap(), Var::randn(0f32, 1.0, (4, 3, 3, 3), &dev).unwrap());
+        let conv =
+            Conv2d { weight: w.as_tensor().clone(), bias: None, stride: 1, padding: 1, deltas: DeltaList::default() };
+        for x_tracked in [true, false] {
+            let (xi, wi) = match x_tracked {
+                true => (x.as_tensor().clone(), w.as_tensor().detach()),
+                false => (x.as_tensor().detach(), w.as_tensor().clone()),
+            };
+            let (tracked, frozen) = if x_tracked { (&x, &w) } else { (&w, &x) };
+            let ours = conv.convolve(&xi, &wi).unwrap();
+            let reference = xi.conv2d(&wi, 1, 1, 1, 1).unwrap();
+            let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+            let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (reference * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let (a, b) = (g1.get(tracked.as_tensor()).unwrap(), g2.get(tracked.as_tensor()).unwrap());
+            assert!(max_diff(a, b) < 1e-4);
+            assert!(g1.get(frozen.as_tensor()).is_none());
         }
     }
 

@@ -33,11 +33,71 @@ fn ours(a: &Tensor, b: &Tensor) -> bool {
 /// (m, k) @ (k, n), any strides, f32 on the CPU.
 struct Product;
 
-fn operand<'a>(s: &'a CpuStorage, l: &Layout) -> Result<(&'a [f32], isize, isize)> {
+fn operand<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Operand<'a>> {
     match (s, l.stride()) {
-        (CpuStorage::F32(v), &[rs, cs]) => Ok((&v[l.start_offset()..], rs as isize, cs as isize)),
+        (CpuStorage::F32(v), &[rs, cs]) => {
+            Ok(Operand { data: &v[l.start_offset()..], rs: rs as isize, cs: cs as isize })
+        }
         _ => candle_core::bail!("product: needs 2-D f32 operands"),
     }
+}
+
+/// A matrix in memory: its values and the strides of its rows and columns.
+pub(crate) struct Operand<'a> {
+    pub data: &'a [f32],
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl<'a> Operand<'a> {
+    /// A row-major matrix of `cols` columns.
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self { data, rs: cols as isize, cs: 1 }
+    }
+
+    /// The transpose of a row-major matrix of `cols` columns.
+    pub fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Self { data, rs: 1, cs: cols as isize }
+    }
+}
+
+/// `a @ b` for a (m, k) and b (k, n), as m x n row-major values (k = 0 gives zeros), on
+/// candle's thread count.
+pub(crate) fn gemm_f32((m, k, n): (usize, usize, usize), a: Operand, b: Operand) -> Vec<f32> {
+    if k == 0 {
+        return vec![0f32; m * n];
+    }
+    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
+    let threads = candle_core::utils::get_num_threads();
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the callers pass operands whose strides stay inside their slices for these
+    // shapes; dst has room for m x n row-major values, which gemm writes all of (k > 0)
+    // without reading any (read_dst false), so they are initialised before set_len.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.data.as_ptr(),
+            a.cs,
+            a.rs,
+            b.data.as_ptr(),
+            b.cs,
+            b.rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+        dst.set_len(m * n);
+    }
+    dst
 }
 
 impl CustomOp2 for Product {
@@ -50,40 +110,7 @@ impl CustomOp2 for Product {
         if k != k2 {
             candle_core::bail!("product: ({m}, {k}) @ ({k2}, {n}) do not match");
         }
-        let ((a, a_rs, a_cs), (b, b_rs, b_cs)) = (operand(s1, l1)?, operand(s2, l2)?);
-        if k == 0 {
-            return Ok((CpuStorage::F32(vec![0f32; m * n]), Shape::from((m, n))));
-        }
-        let mut dst: Vec<f32> = Vec::with_capacity(m * n);
-        let threads = candle_core::utils::get_num_threads();
-        let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-        // SAFETY: the pointers and strides come from candle layouts of live storages of these
-        // shapes; dst has room for m x n row-major values, which gemm writes all of (k > 0)
-        // without reading any (read_dst false), so they are initialised before set_len.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a.as_ptr(),
-                a_cs,
-                a_rs,
-                b.as_ptr(),
-                b_cs,
-                b_rs,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
-            dst.set_len(m * n);
-        }
+        let dst = gemm_f32((m, k, n), operand(s1, l1)?, operand(s2, l2)?);
         Ok((CpuStorage::F32(dst), Shape::from((m, n))))
     }
 
