@@ -4,7 +4,7 @@
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::Instant;
 
 /// Sides of the square products the peak is taken over (the reference script uses the same).
@@ -31,17 +31,32 @@ pub fn gemm_peak_gflops() -> Result<(f64, usize)> {
     Ok(best)
 }
 
-/// The system allocator, counting live heap bytes and their high-water mark, so a benchmark
-/// can say how much memory one measurement needed. (Resident-set figures cannot: malloc keeps
-/// freed buffers in the process on purpose, see `vstar_nn::alloc`.)
+/// The system allocator, counting live heap bytes and their high-water mark once `bench` turns
+/// counting on, so a benchmark can say how much memory one measurement needed. (Resident-set
+/// figures cannot: malloc keeps freed buffers in the process on purpose, see
+/// `vstar_nn::alloc`.) Off, it costs one relaxed load per call: the two atomic updates per
+/// allocation had been paid by every command, 3% of a Toyland LoRA step (perf, 1 thread).
 pub struct CountingAlloc;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+/// Bytes allocated minus bytes freed since counting started (signed: blocks from before are
+/// freed too).
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
 fn grew(n: usize) {
-    let now = LIVE.fetch_add(n, Ordering::Relaxed) + n;
-    PEAK.fetch_max(now, Ordering::Relaxed);
+    if COUNTING.load(Ordering::Relaxed) {
+        let now = LIVE.fetch_add(n as isize, Ordering::Relaxed) + n as isize;
+        if now > PEAK.load(Ordering::Relaxed) {
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+}
+
+fn shrank(n: usize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        LIVE.fetch_sub(n as isize, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: every call is forwarded to `System` unchanged; only counters are updated.
@@ -64,17 +79,22 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         System.dealloc(p, l);
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        shrank(l.size());
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         let q = System.realloc(p, l, new_size);
         if !q.is_null() {
-            LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+            shrank(l.size());
             grew(new_size);
         }
         q
     }
+}
+
+/// Turns counting on (before the benchmark loads anything, so its weights are counted).
+pub fn start_counting() {
+    COUNTING.store(true, Ordering::Relaxed);
 }
 
 /// Starts a new high-water mark at the current live heap.
@@ -84,5 +104,24 @@ pub fn reset_peak_memory() {
 
 /// Peak live heap in MiB since the last reset (weights and inputs included).
 pub fn peak_memory_mib() -> f64 {
-    PEAK.load(Ordering::Relaxed) as f64 / (1 << 20) as f64
+    PEAK.load(Ordering::Relaxed).max(0) as f64 / (1 << 20) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Once counting is on, a live 8 MiB buffer raises the high-water mark by at least its size
+    /// (other tests' allocations can only add to it), and freeing it lowers the live count.
+    #[test]
+    fn counts_live_heap_once_started() {
+        start_counting();
+        reset_peak_memory();
+        let before = peak_memory_mib();
+        let buf = vec![1u8; 8 << 20];
+        assert!(peak_memory_mib() - before >= 8.0, "peak {} -> {}", before, peak_memory_mib());
+        let live = LIVE.load(Ordering::Relaxed);
+        drop(std::hint::black_box(buf));
+        assert!(LIVE.load(Ordering::Relaxed) <= live - (8 << 20) + (1 << 20));
+    }
 }

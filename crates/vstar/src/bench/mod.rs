@@ -139,6 +139,7 @@ pub fn run(iters: usize, reference: Option<&str>, only: Option<&str>, rounds: us
     if rounds == 0 {
         anyhow::bail!("--rounds 0: give at least 1");
     }
+    machine::start_counting();
     let root = vstar_nn::locate::resolve_model(None)?;
     let (mut ours, mut theirs) = (vec![], vec![]);
     for r in 1..=rounds {
