@@ -9,7 +9,7 @@ mod tokens;
 mod toyland;
 mod train;
 
-/// Counts heap use for `vstar bench` (a relaxed atomic add per allocation).
+/// mimalloc, counting heap use once `vstar bench` asks (see `bench::machine`).
 #[global_allocator]
 static ALLOC: bench::machine::CountingAlloc = bench::machine::CountingAlloc;
 
