@@ -25,9 +25,17 @@ pub fn count<T>(f: impl FnOnce() -> T) -> (T, u64) {
 
 /// `a @ b` (`layers::product`), counted as 2 * (batch dims) * m * k * n.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let y = crate::layers::product::matmul(a, b)?;
-    let k = a.dim(a.rank() - 1)? as u64;
-    add(2 * k * y.elem_count() as u64);
+    counted(a, crate::layers::product::matmul(a, b)?)
+}
+
+/// `layers::product::matmul_frozen`, counted like `matmul`.
+pub fn matmul_frozen(a: &Tensor, b: &Tensor, b_t: &Tensor) -> Result<Tensor> {
+    counted(a, crate::layers::product::matmul_frozen(a, b, b_t)?)
+}
+
+/// Counts the product `y` of `a` with some matrix: 2 * k per output value.
+fn counted(a: &Tensor, y: Tensor) -> Result<Tensor> {
+    add(2 * a.dim(a.rank() - 1)? as u64 * y.elem_count() as u64);
     Ok(y)
 }
 

@@ -25,11 +25,11 @@ pub enum Delta {
 impl Delta {
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Delta::Lora { down, up, scale } => matmul_t(&matmul_t(x, down)?, up)? * *scale,
-            Delta::Dense(dw) => matmul_t(x, dw),
+            Delta::Lora { down, up, scale } => matmul_t(&matmul_t(x, down, None)?, up, None)? * *scale,
+            Delta::Dense(dw) => matmul_t(x, dw, None),
             // x dW^T = ((x vt^T) * (relu(s + shift) - s)) u^T: never forms the (out, in) matrix.
             Delta::Spectral { u, s, vt, shift } => {
-                matmul_t(&matmul_t(x, vt)?.broadcast_mul(&spectral_gain(s, shift)?)?, u)
+                matmul_t(&matmul_t(x, vt, None)?.broadcast_mul(&spectral_gain(s, shift)?)?, u, None)
             }
         }
     }
@@ -101,14 +101,25 @@ pub(crate) fn forward_folded(
 }
 
 /// `x @ w^T` for x (..., in) and w (out, in), as one 2-D GEMM over the folded leading dims:
-/// a broadcast matmul's weight gradient would be a slow strided sum over the batch.
-fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+/// a broadcast matmul's weight gradient would be a slow strided sum over the batch. `rows`:
+/// a frozen `w` held row-major too, which the input gradient reads.
+fn matmul_t(x: &Tensor, w: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims();
     let last = dims.len() - 1;
     let mut out_dims = dims.to_vec();
     out_dims[last] = w.dim(0)?;
-    crate::flops::matmul(&x.flatten_to(last.saturating_sub(1))?, &w.t()?)?.reshape(out_dims)
+    let x = x.flatten_to(last.saturating_sub(1))?;
+    match rows {
+        Some(r) => crate::flops::matmul_frozen(&x, &w.t()?, r)?,
+        None => crate::flops::matmul(&x, &w.t()?)?,
+    }
+    .reshape(out_dims)
 }
+
+/// Frozen weights up to this many values are held both ways (see `AdaptedLinear::rows`): the
+/// per-call copy gemm saves matters at a few dozen rows, i.e. small models; larger ones keep
+/// one copy.
+const BOTH_WAYS_MAX: usize = 1 << 20;
 
 pub(crate) type DeltaList = Arc<RwLock<Vec<Delta>>>;
 
@@ -187,6 +198,9 @@ fn missing(name: &str) -> candle_core::Error {
 #[derive(Debug, Clone)]
 pub struct AdaptedLinear {
     weight: Tensor,
+    /// A small frozen weight also row-major (the loaded tensor), for the input gradient
+    /// `grad @ W`: `weight` is laid out for the forward, and gemm would copy it on every call.
+    rows: Option<Tensor>,
     bias: Option<Tensor>,
     deltas: DeltaList,
 }
@@ -203,9 +217,12 @@ impl AdaptedLinear {
         // A frozen weight is kept as the (out, in) view of a contiguous (in, out) copy. gemm
         // copies (packs) a weight it cannot read along its output dimension on every call; at a
         // few dozen rows (Toyland's 4x4 attention level) that copy cost as much as the product.
-        let weight = if weight.is_variable() { weight } else { weight.t()?.contiguous()?.t()? };
+        let (weight, rows) = match weight.is_variable() {
+            true => (weight, None),
+            false => (weight.t()?.contiguous()?.t()?, (weight.elem_count() <= BOTH_WAYS_MAX).then_some(weight)),
+        };
         let deltas = slots.register(vb.prefix(), &weight)?;
-        Ok(Self { weight, bias, deltas })
+        Ok(Self { weight, rows, bias, deltas })
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -214,7 +231,7 @@ impl AdaptedLinear {
 
     /// `row_scale`: one adapter strength per batch row (shape (B,)); None = strength 1.
     pub fn forward(&self, x: &Tensor, row_scale: Option<&Tensor>) -> Result<Tensor> {
-        let mut y = matmul_t(x, &self.weight)?;
+        let mut y = matmul_t(x, &self.weight, self.rows.as_ref())?;
         let last = y.rank() - 1;
         if let Some(b) = &self.bias {
             y = if y.track_op() { super::bias::add_bias(&y, b, last)? } else { y.broadcast_add(b)? };

@@ -6,12 +6,23 @@
 //! where candle's zeroes it first: for a conv's input gradient (im2col-sized) that memset was
 //! 8% of a Toyland LoRA step.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// `a @ b`, the same values as candle's matmul.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if ours(a, b) {
         a.apply_op2(b, Product)
+    } else {
+        a.matmul(b)
+    }
+}
+
+/// `a @ b` for a frozen `b` whose transpose `b_t` is also held contiguous: the backward's
+/// `grad @ b^T` then reads `b_t` as it is, where gemm would copy (pack) a strided `b^T` on
+/// every call.
+pub fn matmul_frozen(a: &Tensor, b: &Tensor, b_t: &Tensor) -> Result<Tensor> {
+    if ours(a, b) {
+        a.apply_op1(FrozenRight { b: b.clone(), b_t: b_t.clone() })
     } else {
         a.matmul(b)
     }
@@ -100,6 +111,32 @@ pub(crate) fn gemm_f32((m, k, n): (usize, usize, usize), a: Operand, b: Operand)
     dst
 }
 
+/// `a @ b` for a frozen `b` (the op's input is `a` alone), with `b^T` held for the backward.
+struct FrozenRight {
+    b: Tensor,
+    b_t: Tensor,
+}
+
+impl CustomOp1 for FrozenRight {
+    fn name(&self) -> &'static str {
+        "vstar-product-frozen"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let ((m, k), (k2, n)) = (l.shape().dims2()?, self.b.dims2()?);
+        if k != k2 {
+            candle_core::bail!("product: ({m}, {k}) @ ({k2}, {n}) do not match");
+        }
+        let (storage, layout) = self.b.storage_and_layout();
+        let candle_core::Storage::Cpu(b) = &*storage else { candle_core::bail!("product: needs CPU operands") };
+        Ok((CpuStorage::F32(gemm_f32((m, k, n), operand(s, l)?, operand(b, layout)?)), Shape::from((m, n))))
+    }
+
+    fn bwd(&self, _a: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(product(grad, &self.b_t)?))
+    }
+}
+
 impl CustomOp2 for Product {
     fn name(&self) -> &'static str {
         "vstar-product"
@@ -150,6 +187,23 @@ mod tests {
             assert!(e < 1e-5, "case {k}: gradient differs by {e}");
             assert!(g_theirs.get(frozen).is_some() && g_ours.get(frozen).is_none(), "case {k}");
         }
+    }
+
+    /// A frozen right side held both ways: the values and the left side's gradient equal
+    /// candle's; the right side gets none.
+    #[test]
+    fn frozen_right_side_held_both_ways() {
+        let dev = Device::Cpu;
+        let a = Var::randn(0f32, 1.0, (5, 7), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (3, 7), &dev).unwrap();
+        let wt = w.t().unwrap().contiguous().unwrap();
+        let (ours, theirs) = (matmul_frozen(a.as_tensor(), &wt, &w).unwrap(), a.as_tensor().matmul(&wt).unwrap());
+        assert!(max_diff(&ours, &theirs) < 1e-5);
+        let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+        let g_ours = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_theirs = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(g_ours.get(a.as_tensor()).unwrap(), g_theirs.get(a.as_tensor()).unwrap()) < 1e-5);
+        assert!(g_ours.get(&wt).is_none());
     }
 
     /// Both sides tracked (full fine-tuning): both gradients equal candle's; nothing tracked
