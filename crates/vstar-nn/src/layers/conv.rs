@@ -10,8 +10,8 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
+use super::gemm::{gemm_new, View};
 use super::linear::{forward_folded, DeltaList, Slots};
-use super::product::{gemm_f32, Operand};
 
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
@@ -251,7 +251,8 @@ impl CustomOp2 for Conv {
         let (b, co, (oh, ow)) = (l1.dims()[0], l2.dims()[0], g.out_hw());
         let px = oh * ow;
         let cols = im2col(&g, x, b);
-        let y = gemm_f32((co, g.rows(), b * px), Operand::rows(kernel, g.rows()), Operand::rows(&cols, b * px));
+        let (k, n) = (g.rows(), b * px);
+        let y = gemm_new(View::rows(kernel, co, k, k), View::rows(&cols, k, n, n));
         Ok((CpuStorage::F32(swap_outer(&y, (co, b, px))), Shape::from((b, co, oh, ow))))
     }
 
@@ -285,7 +286,8 @@ impl CustomOp2 for InputGrad {
         let g = self.0;
         let (grad, b, co, n) = grad_matrix(s1, l1)?;
         let kernel = f32_slice(s2, l2, "conv kernel")?;
-        let cols = gemm_f32((g.rows(), co, n), Operand::transposed(kernel, g.rows()), Operand::rows(&grad, n));
+        let k = g.rows();
+        let cols = gemm_new(View::rows(kernel, co, k, k).t(), View::rows(&grad, co, n, n));
         Ok((CpuStorage::F32(col2im(&g, &cols, b)), Shape::from((b, g.c, g.h, g.w))))
     }
 }
@@ -299,7 +301,7 @@ impl CustomOp2 for KernelGrad {
         let g = self.0;
         let (grad, b, co, n) = grad_matrix(s1, l1)?;
         let cols = im2col(&g, f32_slice(s2, l2, "conv input")?, b);
-        let gk = gemm_f32((co, n, g.rows()), Operand::rows(&grad, n), Operand::transposed(&cols, n));
+        let gk = gemm_new(View::rows(&grad, co, n, n), View::rows(&cols, g.rows(), n, n).t());
         Ok((CpuStorage::F32(gk), Shape::from((co, g.rows()))))
     }
 }

@@ -12,6 +12,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::fast_exp::exp;
+use super::gemm::{gemm_into, View};
 
 /// Query rows per tile: a tile's scores are TILE x M floats (1 MiB at M = 4096).
 const TILE: usize = 64;
@@ -54,63 +55,9 @@ fn dims(l1: &Layout, l2: &Layout, l3: &Layout, extra: usize, what: &str) -> Resu
     Ok((Dims { bh: b * h, n, m, d, dv, w }, [b, h]))
 }
 
-/// A matrix inside a slice: element (i, j) at `i * rs + j * cs`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> View<'a> {
-    /// Row-major rows x cols with row stride `rs`, starting at `data[0]`.
-    fn rows(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Self {
-        assert!(rows == 0 || cols == 0 || (rows - 1) * rs + cols <= data.len(), "view outside its slice");
-        Self { data, rows, cols, rs, cs: 1 }
-    }
-
-    fn t(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
-    }
-}
-
-/// `dst = [dst +] beta * a b`, dst row-major a.rows x b.cols with row stride `dst_rs`; one
-/// thread (the callers are parallel tasks already).
+/// `dst = [dst +] beta * a b` on one thread (the callers are parallel tasks already).
 fn gemm(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: View, b: View, beta: f32) {
-    let (m, n, k) = (a.rows, b.cols, a.cols);
-    assert_eq!(k, b.rows, "gemm: inner sizes differ");
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!((m - 1) * dst_rs + n <= dst.len(), "gemm: destination outside its slice");
-    // SAFETY: the views and the destination were checked to lie inside their slices (every
-    // stride is non-negative); dst is a unique borrow so it overlaps neither operand; alpha is
-    // only read when accumulating.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    gemm_into(dst, dst_rs, accumulate, a, b, beta, 1)
 }
 
 const LANES: usize = 8;

@@ -6,6 +6,7 @@ pub mod conv;
 mod fast_exp;
 pub mod fused_attention;
 pub mod geglu;
+mod gemm;
 pub mod group_norm;
 pub mod hooks;
 mod lanes;

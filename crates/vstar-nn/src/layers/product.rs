@@ -8,6 +8,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
+use super::gemm::{gemm_new, View};
+
 /// `a @ b`, the same values as candle's matmul.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if ours(a, b) {
@@ -44,71 +46,19 @@ fn ours(a: &Tensor, b: &Tensor) -> bool {
 /// (m, k) @ (k, n), any strides, f32 on the CPU.
 struct Product;
 
-fn operand<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Operand<'a>> {
-    match (s, l.stride()) {
-        (CpuStorage::F32(v), &[rs, cs]) => {
-            Ok(Operand { data: &v[l.start_offset()..], rs: rs as isize, cs: cs as isize })
-        }
+fn operand<'a>(s: &'a CpuStorage, l: &Layout) -> Result<View<'a>> {
+    match (s, l.dims(), l.stride()) {
+        (CpuStorage::F32(v), &[rows, cols], &[rs, cs]) => Ok(View::new(&v[l.start_offset()..], (rows, cols), rs, cs)),
         _ => candle_core::bail!("product: needs 2-D f32 operands"),
     }
 }
 
-/// A matrix in memory: its values and the strides of its rows and columns.
-pub(crate) struct Operand<'a> {
-    pub data: &'a [f32],
-    pub rs: isize,
-    pub cs: isize,
-}
-
-impl<'a> Operand<'a> {
-    /// A row-major matrix of `cols` columns.
-    pub fn rows(data: &'a [f32], cols: usize) -> Self {
-        Self { data, rs: cols as isize, cs: 1 }
+/// (m, k) @ (k, n) operands that match, or an error naming both shapes.
+fn matching<'a>(a: View<'a>, b: View<'a>) -> Result<(View<'a>, View<'a>)> {
+    if a.cols != b.rows {
+        candle_core::bail!("product: ({}, {}) @ ({}, {}) do not match", a.rows, a.cols, b.rows, b.cols);
     }
-
-    /// The transpose of a row-major matrix of `cols` columns.
-    pub fn transposed(data: &'a [f32], cols: usize) -> Self {
-        Self { data, rs: 1, cs: cols as isize }
-    }
-}
-
-/// `a @ b` for a (m, k) and b (k, n), as m x n row-major values (k = 0 gives zeros), on
-/// candle's thread count.
-pub(crate) fn gemm_f32((m, k, n): (usize, usize, usize), a: Operand, b: Operand) -> Vec<f32> {
-    if k == 0 {
-        return vec![0f32; m * n];
-    }
-    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
-    let threads = candle_core::utils::get_num_threads();
-    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the callers pass operands whose strides stay inside their slices for these
-    // shapes; dst has room for m x n row-major values, which gemm writes all of (k > 0)
-    // without reading any (read_dst false), so they are initialised before set_len.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.data.as_ptr(),
-            a.cs,
-            a.rs,
-            b.data.as_ptr(),
-            b.cs,
-            b.rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-        dst.set_len(m * n);
-    }
-    dst
+    Ok((a, b))
 }
 
 /// `a @ b` for a frozen `b` (the op's input is `a` alone), with `b^T` held for the backward.
@@ -123,13 +73,11 @@ impl CustomOp1 for FrozenRight {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let ((m, k), (k2, n)) = (l.shape().dims2()?, self.b.dims2()?);
-        if k != k2 {
-            candle_core::bail!("product: ({m}, {k}) @ ({k2}, {n}) do not match");
-        }
         let (storage, layout) = self.b.storage_and_layout();
         let candle_core::Storage::Cpu(b) = &*storage else { candle_core::bail!("product: needs CPU operands") };
-        Ok((CpuStorage::F32(gemm_f32((m, k, n), operand(s, l)?, operand(b, layout)?)), Shape::from((m, n))))
+        let (a, b) = matching(operand(s, l)?, operand(b, layout)?)?;
+        let shape = Shape::from((a.rows, b.cols));
+        Ok((CpuStorage::F32(gemm_new(a, b)), shape))
     }
 
     fn bwd(&self, _a: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -143,12 +91,9 @@ impl CustomOp2 for Product {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let ((m, k), (k2, n)) = (l1.shape().dims2()?, l2.shape().dims2()?);
-        if k != k2 {
-            candle_core::bail!("product: ({m}, {k}) @ ({k2}, {n}) do not match");
-        }
-        let dst = gemm_f32((m, k, n), operand(s1, l1)?, operand(s2, l2)?);
-        Ok((CpuStorage::F32(dst), Shape::from((m, n))))
+        let (a, b) = matching(operand(s1, l1)?, operand(s2, l2)?)?;
+        let shape = Shape::from((a.rows, b.cols));
+        Ok((CpuStorage::F32(gemm_new(a, b)), shape))
     }
 
     fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
