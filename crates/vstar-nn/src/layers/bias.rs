@@ -5,6 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::conv::f32_slice as slice;
 use super::lanes::lane_sum;
 
 /// The tensor viewed as (outer, channels, inner) around `axis`; kernels walk it in
@@ -18,13 +19,6 @@ struct Runs {
 impl Runs {
     fn of(dims: &[usize], axis: usize) -> Runs {
         Runs { channels: dims[axis], inner: dims[axis + 1..].iter().product() }
-    }
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("{what}: needs a contiguous f32 tensor"),
     }
 }
 
