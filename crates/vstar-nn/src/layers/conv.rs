@@ -253,7 +253,8 @@ impl CustomOp2 for Conv {
         let cols = im2col(&g, x, b);
         let (k, n) = (g.rows(), b * px);
         let y = gemm_new(View::rows(kernel, co, k, k), View::rows(&cols, k, n, n));
-        Ok((CpuStorage::F32(swap_outer(&y, (co, b, px))), Shape::from((b, co, oh, ow))))
+        let y = if b == 1 { y } else { swap_outer(&y, (co, b, px)) };
+        Ok((CpuStorage::F32(y), Shape::from((b, co, oh, ow))))
     }
 
     fn bwd(
