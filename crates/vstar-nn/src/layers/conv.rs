@@ -5,7 +5,7 @@
 //! conv_transpose 10-100x slower than the forward. Here the conv is one custom op whose
 //! backward is two GEMMs and a col2im.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -216,8 +216,8 @@ fn col2im(g: &Geometry, cols_data: &[f32], b: usize) -> Vec<f32> {
     out
 }
 
-/// (a, b, inner) -> (b, a, inner): the GEMM's (Cout, B, OH*OW) output to (B, Cout, OH*OW)
-/// images, and an output gradient back.
+/// (a, b, inner) -> (b, a, inner): an output gradient (B, Cout, OH*OW) as the GEMM's
+/// (Cout, B, OH*OW).
 fn swap_outer(src: &[f32], (a, b, inner): (usize, usize, usize)) -> Vec<f32> {
     let mut out = Vec::with_capacity(src.len());
     for j in 0..b {
@@ -228,10 +228,21 @@ fn swap_outer(src: &[f32], (a, b, inner): (usize, usize, usize)) -> Vec<f32> {
     out
 }
 
-/// The convolution `x (B, C, H, W)`, `kernel (Cout, C*kh*kw)` -> (B, Cout, OH, OW) as one op:
-/// im2col, one GEMM, the result laid out as images. Its backward makes the patch columns'
-/// gradient and folds it back with col2im inside the op, so no im2col-sized (9x the input)
-/// tensor enters candle's graph, whose backward spends a zero fill and an add on every node.
+/// The GEMM's (Cout, B, OH*OW) output as (B, Cout, OH*OW) images plus the per-channel bias,
+/// in one pass (at batch 1 in place).
+fn to_images(y: Vec<f32>, (co, b, px): (usize, usize, usize), bias: &[f32]) -> Vec<f32> {
+    let mut out = if b == 1 { y } else { swap_outer(&y, (co, b, px)) };
+    for (run, &bc) in out.chunks_mut(px).zip(bias.iter().cycle()) {
+        run.iter_mut().for_each(|v| *v += bc);
+    }
+    out
+}
+
+/// The convolution `x (B, C, H, W)`, `kernel (Cout, C*kh*kw)`, `bias (Cout,)` ->
+/// (B, Cout, OH, OW) as one op: im2col, one GEMM, the result laid out as images with the bias
+/// added. Its backward makes the patch columns' gradient and folds it back with col2im inside
+/// the op, so no im2col-sized (9x the input) tensor enters candle's graph, whose backward
+/// spends a zero fill and an add on every node (and so does a separate bias add).
 struct Conv(Geometry);
 
 /// The input's gradient: col2im(kernel^T @ grad).
@@ -240,34 +251,44 @@ struct InputGrad(Geometry);
 /// The kernel's gradient: grad @ im2col(x)^T (the columns made again, not kept from the forward).
 struct KernelGrad(Geometry);
 
-impl CustomOp2 for Conv {
+impl CustomOp3 for Conv {
     fn name(&self) -> &'static str {
         "vstar-conv"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = self.0;
         let (x, kernel) = (f32_slice(s1, l1, "conv input")?, f32_slice(s2, l2, "conv kernel")?);
+        let bias = f32_slice(s3, l3, "conv bias")?;
         let (b, co, (oh, ow)) = (l1.dims()[0], l2.dims()[0], g.out_hw());
         let px = oh * ow;
         let cols = im2col(&g, x, b);
         let (k, n) = (g.rows(), b * px);
         let y = gemm_new(View::rows(kernel, co, k, k), View::rows(&cols, k, n, n));
-        let y = if b == 1 { y } else { swap_outer(&y, (co, b, px)) };
-        Ok((CpuStorage::F32(y), Shape::from((b, co, oh, ow))))
+        Ok((CpuStorage::F32(to_images(y, (co, b, px), bias)), Shape::from((b, co, oh, ow))))
     }
 
     fn bwd(
         &self,
         x: &Tensor,
         kernel: &Tensor,
+        bias: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let gx = if x.track_op() { Some(grad.apply_op2_no_bwd(kernel, &InputGrad(self.0))?) } else { None };
         let gk = if kernel.track_op() { Some(grad.apply_op2_no_bwd(x, &KernelGrad(self.0))?) } else { None };
-        Ok((gx, gk))
+        let gb = if bias.track_op() { Some(super::bias::channel_sum(&grad, 1)?) } else { None };
+        Ok((gx, gk, gb))
     }
 }
 
@@ -340,26 +361,26 @@ impl Conv2d {
         Ok(conv)
     }
 
-    /// The convolution with `weight`, no bias.
-    fn convolve(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    /// The convolution with `weight`, plus `bias` if given.
+    fn convolve(&self, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let (co, _, kh, kw) = weight.dims4()?;
         let g = Geometry { c, h, w, kh, kw, stride: self.stride, pad: self.padding };
         let kernel = weight.reshape((co, c * kh * kw))?.contiguous()?;
-        let y = x.contiguous()?.apply_op2(&kernel, Conv(g))?;
+        let bias = match bias {
+            Some(bias) => bias.contiguous()?,
+            None => Tensor::zeros(co, weight.dtype(), weight.device())?,
+        };
+        let y = x.contiguous()?.apply_op3(&kernel, &bias, Conv(g))?;
         crate::flops::add(2 * (co * g.rows()) as u64 * (b * y.dim(2)? * y.dim(3)?) as u64);
         Ok(y)
     }
 
     /// `scale`: one adapter strength per batch row (B,); None = strength 1.
     pub fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
-        let conv = |w: &Tensor| self.convolve(x, w);
-        let y = forward_folded(&self.deltas, &self.weight, scale, conv, conv)?;
-        match &self.bias {
-            Some(b) if y.track_op() => super::bias::add_bias(&y, b, 1),
-            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
-            None => Ok(y),
-        }
+        let full = |w: &Tensor| self.convolve(x, w, self.bias.as_ref());
+        let part = |w: &Tensor| self.convolve(x, w, None);
+        forward_folded(&self.deltas, &self.weight, scale, full, part)
     }
 }
 
@@ -394,7 +415,7 @@ mod tests {
                 padding: pad,
                 deltas: DeltaList::default(),
             };
-            let ours = conv.convolve(x.as_tensor(), w.as_tensor()).unwrap();
+            let ours = conv.convolve(x.as_tensor(), w.as_tensor(), None).unwrap();
             let reference = x.as_tensor().conv2d(w.as_tensor(), pad, stride, 1, 1).unwrap();
             assert!(max_diff(&ours, &reference) < 1e-5, "forward s{stride} p{pad} k{k}");
             let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
@@ -403,6 +424,40 @@ mod tests {
             for v in [&x, &w] {
                 let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
                 assert!(max_diff(a, b) < 1e-4, "gradient s{stride} p{pad} k{k}: {}", max_diff(a, b));
+            }
+        }
+    }
+
+    /// The bias added inside the op: values and the input's, kernel's and bias's gradients
+    /// equal candle's conv plus a broadcast add, at batch 1 (added in place) and 3.
+    #[test]
+    fn bias_inside_the_op_matches_candle() {
+        let dev = Device::Cpu;
+        for batch in [1, 3] {
+            let x = Var::randn(0f32, 1.0, (batch, 2, 5, 4), &dev).unwrap();
+            let w = Var::randn(0f32, 1.0, (3, 2, 3, 3), &dev).unwrap();
+            let bias = Var::randn(0f32, 1.0, 3, &dev).unwrap();
+            let conv = Conv2d {
+                weight: w.as_tensor().clone(),
+                bias: None,
+                stride: 1,
+                padding: 1,
+                deltas: DeltaList::default(),
+            };
+            let ours = conv.convolve(x.as_tensor(), w.as_tensor(), Some(bias.as_tensor())).unwrap();
+            let reference = x
+                .as_tensor()
+                .conv2d(w.as_tensor(), 1, 1, 1, 1)
+                .unwrap()
+                .broadcast_add(&bias.as_tensor().reshape((1, 3, 1, 1)).unwrap())
+                .unwrap();
+            assert!(max_diff(&ours, &reference) < 1e-5, "batch {batch}: values");
+            let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+            let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (reference * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&x, &w, &bias] {
+                let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+                assert!(max_diff(a, b) < 1e-4, "batch {batch}: gradient differs by {}", max_diff(a, b));
             }
         }
     }
@@ -422,7 +477,7 @@ mod tests {
                 false => (x.as_tensor().detach(), w.as_tensor().clone()),
             };
             let (tracked, frozen) = if x_tracked { (&x, &w) } else { (&w, &x) };
-            let ours = conv.convolve(&xi, &wi).unwrap();
+            let ours = conv.convolve(&xi, &wi, None).unwrap();
             let reference = xi.conv2d(&wi, 1, 1, 1, 1).unwrap();
             let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
             let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
