@@ -216,24 +216,21 @@ fn col2im(g: &Geometry, cols_data: &[f32], b: usize) -> Vec<f32> {
     out
 }
 
-/// (a, b, inner) -> (b, a, inner): an output gradient (B, Cout, OH*OW) as the GEMM's
-/// (Cout, B, OH*OW).
-fn swap_outer(src: &[f32], (a, b, inner): (usize, usize, usize)) -> Vec<f32> {
-    let mut out = Vec::with_capacity(src.len());
-    for j in 0..b {
-        for i in 0..a {
-            out.extend_from_slice(&src[(i * b + j) * inner..][..inner]);
+/// The GEMM's (Cout, B, OH*OW) output as (B, Cout, OH*OW) images plus the per-channel bias
+/// (Cout of them), in one pass (at batch 1 in place).
+fn to_images(y: Vec<f32>, (b, px): (usize, usize), bias: &[f32]) -> Vec<f32> {
+    if b == 1 {
+        let mut y = y;
+        for (run, &bc) in y.chunks_mut(px).zip(bias) {
+            run.iter_mut().for_each(|v| *v += bc);
         }
+        return y;
     }
-    out
-}
-
-/// The GEMM's (Cout, B, OH*OW) output as (B, Cout, OH*OW) images plus the per-channel bias,
-/// in one pass (at batch 1 in place).
-fn to_images(y: Vec<f32>, (co, b, px): (usize, usize, usize), bias: &[f32]) -> Vec<f32> {
-    let mut out = if b == 1 { y } else { swap_outer(&y, (co, b, px)) };
-    for (run, &bc) in out.chunks_mut(px).zip(bias.iter().cycle()) {
-        run.iter_mut().for_each(|v| *v += bc);
+    let mut out = Vec::with_capacity(y.len());
+    for n in 0..b {
+        for (c, &bc) in bias.iter().enumerate() {
+            out.extend(y[(c * b + n) * px..][..px].iter().map(|v| v + bc));
+        }
     }
     out
 }
@@ -245,7 +242,7 @@ fn to_images(y: Vec<f32>, (co, b, px): (usize, usize, usize), bias: &[f32]) -> V
 /// spends a zero fill and an add on every node (and so does a separate bias add).
 struct Conv(Geometry);
 
-/// The input's gradient: col2im(kernel^T @ grad).
+/// The input's gradient: col2im(kernel^T @ grad), for grad as the GEMM's (Cout, B, OH, OW).
 struct InputGrad(Geometry);
 
 /// The kernel's gradient: grad @ im2col(x)^T (the columns made again, not kept from the forward).
@@ -273,7 +270,7 @@ impl CustomOp3 for Conv {
         let cols = im2col(&g, x, b);
         let (k, n) = (g.rows(), b * px);
         let y = gemm_new(View::rows(kernel, co, k, k), View::rows(&cols, k, n, n));
-        Ok((CpuStorage::F32(to_images(y, (co, b, px), bias)), Shape::from((b, co, oh, ow))))
+        Ok((CpuStorage::F32(to_images(y, (b, px), bias)), Shape::from((b, co, oh, ow))))
     }
 
     fn bwd(
@@ -284,19 +281,20 @@ impl CustomOp3 for Conv {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let gx = if x.track_op() { Some(grad.apply_op2_no_bwd(kernel, &InputGrad(self.0))?) } else { None };
-        let gk = if kernel.track_op() { Some(grad.apply_op2_no_bwd(x, &KernelGrad(self.0))?) } else { None };
-        let gb = if bias.track_op() { Some(super::bias::channel_sum(&grad, 1)?) } else { None };
+        // The output gradient as the GEMM's (Cout, B, OH, OW), once for both gradients (no copy
+        // at batch 1).
+        let by_channel = grad.transpose(0, 1)?.contiguous()?;
+        let gx = if x.track_op() { Some(by_channel.apply_op2_no_bwd(kernel, &InputGrad(self.0))?) } else { None };
+        let gk = if kernel.track_op() { Some(by_channel.apply_op2_no_bwd(x, &KernelGrad(self.0))?) } else { None };
+        let gb = if bias.track_op() { Some(super::bias::channel_sum(grad, 1)?) } else { None };
         Ok((gx, gk, gb))
     }
 }
 
-/// The output gradient (B, Cout, OH, OW) as the GEMM's (Cout, B*OH*OW).
-fn grad_matrix(s: &CpuStorage, l: &Layout) -> Result<(Vec<f32>, usize, usize, usize)> {
-    let (b, co, oh, ow) = l.shape().dims4()?;
-    let grad = f32_slice(s, l, "conv output gradient")?;
-    Ok((swap_outer(grad, (b, co, oh * ow)), b, co, b * oh * ow))
+/// The output gradient, given as (Cout, B, OH, OW): its values, B, Cout and B*OH*OW.
+fn grad_matrix<'a>(s: &'a CpuStorage, l: &Layout) -> Result<(&'a [f32], usize, usize, usize)> {
+    let (co, b, oh, ow) = l.shape().dims4()?;
+    Ok((f32_slice(s, l, "conv output gradient")?, b, co, b * oh * ow))
 }
 
 impl CustomOp2 for InputGrad {
@@ -309,7 +307,7 @@ impl CustomOp2 for InputGrad {
         let (grad, b, co, n) = grad_matrix(s1, l1)?;
         let kernel = f32_slice(s2, l2, "conv kernel")?;
         let k = g.rows();
-        let cols = gemm_new(View::rows(kernel, co, k, k).t(), View::rows(&grad, co, n, n));
+        let cols = gemm_new(View::rows(kernel, co, k, k).t(), View::rows(grad, co, n, n));
         Ok((CpuStorage::F32(col2im(&g, &cols, b)), Shape::from((b, g.c, g.h, g.w))))
     }
 }
@@ -323,7 +321,7 @@ impl CustomOp2 for KernelGrad {
         let g = self.0;
         let (grad, b, co, n) = grad_matrix(s1, l1)?;
         let cols = im2col(&g, f32_slice(s2, l2, "conv input")?, b);
-        let gk = gemm_new(View::rows(&grad, co, n, n), View::rows(&cols, g.rows(), n, n).t());
+        let gk = gemm_new(View::rows(grad, co, n, n), View::rows(&cols, g.rows(), n, n).t());
         Ok((CpuStorage::F32(gk), Shape::from((co, g.rows()))))
     }
 }
