@@ -3,7 +3,8 @@
 //! op page-faults fresh zeroed pages (15% of a Toyland UNet training step in `perf`). Raising
 //! the thresholds lets malloc reuse them: the step went from 4.1 s to 2.7 s.
 
-/// Call once at program start (the CLI and benchmarks do). No-op off glibc.
+/// Call once at program start (the training examples do; the `vstar` binary allocates with
+/// mimalloc, which glibc's settings do not reach). No-op off glibc.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before heavy allocation.

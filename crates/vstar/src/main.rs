@@ -222,7 +222,6 @@ fn report(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn main() {
-    vstar_nn::alloc::keep_freed_memory();
     let cli = Cli::parse();
     if let Err(e) = vstar_nn::threads::run_in_pool(|| run(cli)) {
         eprintln!("error: {e:#}");
