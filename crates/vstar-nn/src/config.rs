@@ -383,6 +383,13 @@ impl VaeConfig {
     pub fn downsample_factor(&self) -> usize {
         1 << (self.block_out_channels.len() - 1)
     }
+
+    /// The shape of the latents of a (B, 3, H, W) image batch.
+    pub fn latent_shape(&self, images: &candle_core::Tensor) -> candle_core::Result<(usize, usize, usize, usize)> {
+        let (b, _, h, w) = images.dims4()?;
+        let f = self.downsample_factor();
+        Ok((b, self.latent_channels, h / f, w / f))
+    }
 }
 
 fn d_quick_gelu() -> String {

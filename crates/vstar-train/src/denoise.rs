@@ -62,8 +62,13 @@ impl Denoise {
 
     /// Mean over rows of the per-row MSE, weighted by min-SNR when set.
     pub fn loss(&self, pred: &Tensor, target: &Tensor, t: &[usize]) -> Result<Tensor> {
+        self.row_losses(pred, target, t)?.mean_all()
+    }
+
+    /// Each row's (weighted) loss, whose mean is `loss`.
+    pub fn row_losses(&self, pred: &Tensor, target: &Tensor, t: &[usize]) -> Result<Tensor> {
         let per_row = (pred - target)?.sqr()?.flatten_from(1)?.mean(1)?;
-        let Some(gamma) = self.min_snr_gamma else { return per_row.mean_all() };
+        let Some(gamma) = self.min_snr_gamma else { return Ok(per_row) };
         let w: Vec<f32> = t
             .iter()
             .map(|&t| {
@@ -77,7 +82,7 @@ impl Denoise {
                 w as f32
             })
             .collect();
-        (per_row * Tensor::from_vec(w, t.len(), pred.device())?)?.mean_all()
+        per_row * Tensor::from_vec(w, t.len(), pred.device())?
     }
 }
 

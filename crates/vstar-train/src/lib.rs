@@ -11,4 +11,5 @@ pub mod params;
 pub mod personalize;
 pub mod prior;
 pub mod run;
+pub mod step_grads;
 pub mod subject;

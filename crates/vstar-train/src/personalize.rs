@@ -8,7 +8,8 @@ use crate::optim::AdamWConfig;
 use crate::palp::{self, Branches, PalpConfig};
 use crate::params::{SetSpec, Trainable, METHODS};
 use crate::prior;
-use crate::run::{Metrics, Run, RunConfig};
+use crate::run::{Run, RunConfig};
+use crate::step_grads::{Metrics, StepGrads};
 use crate::subject::SubjectImages;
 use candle_core::{Error, Result, Tensor};
 use rand::{Rng, SeedableRng};
@@ -307,63 +308,80 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
         let t = timesteps(&mut rng, &denoise, b);
         let eps = noise.randn(z.shape(), &model.device)?;
         let (xt, target) = denoise.noisy_and_target(&z, &eps, &t)?;
-        let mut metrics: Metrics = vec![];
-        // Instance and class rows share one UNet call.
-        let (pred, mut loss) = match priors.get(prior_of[k]) {
-            None => {
-                let pred = model.unet.forward(
-                    &xt,
-                    &t_tensor(&t, model)?,
-                    &context.repeat((b, 1, 1))?,
-                    None,
-                    &mut Ctx::default(),
-                )?;
-                let loss = denoise.loss(&pred, &target, &t)?;
-                (pred, loss)
-            }
-            Some((imgs, class_prompt)) => {
-                let class_ctx = current(&fixed_class[prior_of[k]], class_prompt)?;
-                let zc = draw(imgs, model, &mut rng, &mut noise, b)?;
-                let tc = timesteps(&mut rng, &denoise, b);
-                let (xc, target_c) = denoise.noisy_and_target(&zc, &noise.randn(zc.shape(), &model.device)?, &tc)?;
-                let all_t: Vec<usize> = t.iter().chain(&tc).copied().collect();
-                let ctx = Tensor::cat(&[&context.repeat((b, 1, 1))?, &class_ctx.repeat((b, 1, 1))?], 0)?;
-                let out = model.unet.forward(
-                    &Tensor::cat(&[&xt, &xc], 0)?,
-                    &t_tensor(&all_t, model)?,
-                    &ctx,
-                    None,
-                    &mut Ctx::default(),
-                )?;
-                let (pred, pred_c) = (out.narrow(0, 0, b)?, out.narrow(0, b, b)?);
-                let prior_loss = denoise.loss(&pred_c, &target_c, &tc)?;
-                metrics.push(("prior", prior_loss.to_scalar::<f32>()? as f64));
-                let loss = (denoise.loss(&pred, &target, &t)? + (prior_loss * spec.prior_weight)?)?;
-                (pred, loss)
-            }
-        };
-        if let (Some(p), Some((null_w0, clean_w0))) = (&spec.palp, &palp_w0) {
-            let null_w1 = current(&fixed_null, "")?.detach();
-            let x0_hat = denoise.x0_estimate(&xt, &pred, &t)?;
-            let t_prime = timesteps(&mut rng, &denoise, b);
-            let n = if p.same_noise { eps.clone() } else { noise.randn(z.shape(), &model.device)? };
-            let x_tp = palp::renoise(&denoise, &x0_hat, &n, &t_prime)?;
-            let rows = |c: &Tensor| c.repeat((b, 1, 1));
-            let ctx =
-                Tensor::cat(&[&rows(null_w0)?, &rows(clean_w0)?, &rows(&null_w1)?, &rows(&context.detach())?], 0)?;
-            let scale: Vec<f32> = [0f32, 0., 1., 1.].iter().flat_map(|&s| std::iter::repeat_n(s, b)).collect();
-            let mut ctx_rows = Ctx::new(Some(Tensor::from_vec(scale, 4 * b, &model.device)?), None);
-            let tp4: Vec<usize> = (0..4).flat_map(|_| t_prime.iter().copied()).collect();
-            let x4 = Tensor::cat(&[&x_tp, &x_tp, &x_tp, &x_tp], 0)?;
-            let e = model.unet.forward(&x4, &t_tensor(&tp4, model)?, &ctx, None, &mut ctx_rows)?.detach();
-            let part = |i: usize| e.narrow(0, i * b, b);
-            let branches = Branches { null_w0: part(0)?, clean_w0: part(1)?, null_w1: part(2)?, personal_w1: part(3)? };
-            let g = palp::direction(p, &branches, &n)?;
-            let align = palp::surrogate(p, &denoise, &g, &x0_hat, &t)?;
-            metrics.push(("align_g", g.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()? as f64));
-            loss = (loss + (align * p.weight)?)?;
+        // Instance rows, then class rows with prior preservation: one UNet batch, whose rows
+        // the loss weighs 1/b (instance) and prior_weight/b (class).
+        let (mut x_all, mut t_all, mut ctx_all, mut target_all) =
+            (xt.clone(), t.clone(), context.repeat((b, 1, 1))?, target);
+        let mut coef = vec![1.0 / b as f32; b];
+        if let Some((imgs, class_prompt)) = priors.get(prior_of[k]) {
+            let class_ctx = current(&fixed_class[prior_of[k]], class_prompt)?;
+            let zc = draw(imgs, model, &mut rng, &mut noise, b)?;
+            let tc = timesteps(&mut rng, &denoise, b);
+            let (xc, target_c) = denoise.noisy_and_target(&zc, &noise.randn(zc.shape(), &model.device)?, &tc)?;
+            x_all = Tensor::cat(&[&x_all, &xc], 0)?;
+            t_all.extend(&tc);
+            ctx_all = Tensor::cat(&[&ctx_all, &class_ctx.repeat((b, 1, 1))?], 0)?;
+            target_all = Tensor::cat(&[&target_all, &target_c], 0)?;
+            coef.extend(vec![spec.prior_weight as f32 / b as f32; b]);
         }
-        Ok((loss, metrics))
+        let with_prior = t_all.len() > b;
+        // PALP's draws, made before the UNet runs as before; its term needs the whole batch's
+        // prediction, so it runs in one part.
+        let palp_draws = match &spec.palp {
+            Some(p) => {
+                let t_prime = timesteps(&mut rng, &denoise, b);
+                let n = if p.same_noise { eps.clone() } else { noise.randn(z.shape(), &model.device)? };
+                Some((p, t_prime, n))
+            }
+            None => None,
+        };
+        let parts = if palp_draws.is_some() { 1 } else { crate::step_grads::default_parts() };
+        StepGrads::by_rows(t_all.len(), parts, |r| {
+            let rows = |x: &Tensor| x.narrow(0, r.start, r.len());
+            let tr = &t_all[r.clone()];
+            let pred = model.unet.forward(
+                &rows(&x_all)?,
+                &t_tensor(tr, model)?,
+                &rows(&ctx_all)?,
+                None,
+                &mut Ctx::default(),
+            )?;
+            let row_loss = denoise.row_losses(&pred, &rows(&target_all)?, tr)?;
+            let mut loss = (&row_loss * Tensor::new(&coef[r.clone()], &model.device)?)?.sum_all()?;
+            let mut metrics: Metrics = vec![];
+            if with_prior {
+                let class_rows = r.start.max(b)..r.end;
+                let class_sum = if class_rows.is_empty() {
+                    0.0
+                } else {
+                    row_loss.narrow(0, class_rows.start - r.start, class_rows.len())?.sum_all()?.to_scalar::<f32>()?
+                        as f64
+                };
+                metrics.push(("prior", class_sum / b as f64));
+            }
+            if let (Some((p, t_prime, n)), Some((null_w0, clean_w0))) = (&palp_draws, &palp_w0) {
+                let pred = pred.narrow(0, 0, b)?;
+                let null_w1 = current(&fixed_null, "")?.detach();
+                let x0_hat = denoise.x0_estimate(&xt, &pred, &t)?;
+                let x_tp = palp::renoise(&denoise, &x0_hat, n, t_prime)?;
+                let rows = |c: &Tensor| c.repeat((b, 1, 1));
+                let ctx =
+                    Tensor::cat(&[&rows(null_w0)?, &rows(clean_w0)?, &rows(&null_w1)?, &rows(&context.detach())?], 0)?;
+                let scale: Vec<f32> = [0f32, 0., 1., 1.].iter().flat_map(|&s| std::iter::repeat_n(s, b)).collect();
+                let mut ctx_rows = Ctx::new(Some(Tensor::from_vec(scale, 4 * b, &model.device)?), None);
+                let tp4: Vec<usize> = (0..4).flat_map(|_| t_prime.iter().copied()).collect();
+                let x4 = Tensor::cat(&[&x_tp, &x_tp, &x_tp, &x_tp], 0)?;
+                let e = model.unet.forward(&x4, &t_tensor(&tp4, model)?, &ctx, None, &mut ctx_rows)?.detach();
+                let part = |i: usize| e.narrow(0, i * b, b);
+                let branches =
+                    Branches { null_w0: part(0)?, clean_w0: part(1)?, null_w1: part(2)?, personal_w1: part(3)? };
+                let g = palp::direction(p, &branches, n)?;
+                let align = palp::surrogate(p, &denoise, &g, &x0_hat, &t)?;
+                metrics.push(("align_g", g.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()? as f64));
+                loss = (loss + (align * p.weight)?)?;
+            }
+            Ok((loss, metrics))
+        })
     })?;
     let files = trainable.save(model, &spec.out, spec.format)?;
     let seconds = started.elapsed().as_secs_f64();

@@ -6,6 +6,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::ema::Ema;
 use crate::optim::{AdamW, AdamWConfig};
+use crate::step_grads::StepGrads;
 use candle_core::{Device, Error, Result, Tensor, Var};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,9 +45,6 @@ fn append_csv(path: &std::path::Path, step: usize, loss: f64, lr: f64, grad_norm
     let head = if new { "step,loss,lr,grad_norm\n" } else { "" };
     write!(f, "{head}{step},{loss},{lr},{grad_norm}\n").map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
 }
-
-/// What one step reports besides its loss (e.g. an accuracy), averaged into the log line.
-pub type Metrics = Vec<(&'static str, f64)>;
 
 impl Run {
     /// `vars`: (name, var, learning-rate multiplier). Restores the last checkpoint in
@@ -119,12 +117,12 @@ impl Run {
         Ok(())
     }
 
-    /// Trains to `config.steps`. `step_fn(step)` (0-based) returns the loss to minimise and
-    /// metrics to log; it must draw its data and noise from the step number alone.
+    /// Trains to `config.steps`. `step_fn(step)` (0-based) returns the step's loss, gradients
+    /// and metrics to log; it must draw its data and noise from the step number alone.
     pub fn train(
         &mut self,
         log: &mut dyn FnMut(&str),
-        mut step_fn: impl FnMut(usize) -> Result<(Tensor, Metrics)>,
+        mut step_fn: impl FnMut(usize) -> Result<StepGrads>,
     ) -> Result<()> {
         let c = self.config.clone();
         if self.opt.step > 0 && !self.finished() {
@@ -134,8 +132,7 @@ impl Run {
         let first = self.opt.step;
         let (mut loss_sum, mut n, mut sums): (f64, usize, Vec<(&str, f64)>) = (0.0, 0, vec![]);
         while self.opt.step < c.steps {
-            let (loss, metrics) = step_fn(self.opt.step)?;
-            let l = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            let StepGrads { loss: l, grads, metrics } = step_fn(self.opt.step)?;
             if !l.is_finite() {
                 candle_core::bail!(
                     "{}: loss is {l} at step {}; stopped, the last good checkpoint is kept in {}",
@@ -144,7 +141,7 @@ impl Run {
                     c.dir.display()
                 );
             }
-            let info = self.opt.step(&loss.backward()?)?;
+            let info = self.opt.step(&grads)?;
             if let Some(p) = &c.loss_log {
                 append_csv(p, self.opt.step, l, info.lr, info.grad_norm)?;
             }
@@ -228,7 +225,10 @@ mod tests {
             for steps in plan {
                 let mut run = run_in(&dir, steps);
                 let w = run.opt.vars().next().unwrap().clone();
-                run.train(&mut |_| {}, |s| Ok(((w.as_tensor() - target_at(s))?.sqr()?.sum_all()?, vec![]))).unwrap();
+                run.train(&mut |_| {}, |s| {
+                    StepGrads::whole(&(w.as_tensor() - target_at(s))?.sqr()?.sum_all()?, vec![])
+                })
+                .unwrap();
                 assert_eq!(run.step(), steps);
                 finals.push(run.weights()["w"].to_vec1::<f32>().unwrap());
             }
@@ -246,7 +246,7 @@ mod tests {
         let err = run
             .train(&mut |_| {}, |s| {
                 let scale = if s == 2 { f32::NAN } else { 1.0 };
-                Ok(((w.as_tensor() * scale as f64)?.sum_all()?, vec![]))
+                StepGrads::whole(&(w.as_tensor() * scale as f64)?.sum_all()?, vec![])
             })
             .unwrap_err()
             .to_string();

@@ -14,6 +14,7 @@ use std::path::Path;
 use vstar_nn::config::ClipTextConfig;
 use vstar_nn::models::ClipTextModel;
 use vstar_nn::tokenizer::ClipTokenizer;
+use vstar_train::step_grads::StepGrads;
 
 /// Toyland prompts are short: a 32-token context (BOS + 30 + EOS) holds every caption.
 pub const CONTEXT: usize = 32;
@@ -112,7 +113,7 @@ fn train_clip(
             let t = clip.embed_text(&ids(&tok, &captions, dev)?)?;
             let i = clip.image.forward(&data::images(&specs, dev)?)?;
             let (loss, acc) = info_nce(&t, &i, LOGIT_SCALE)?;
-            Ok((loss, vec![("match", acc)]))
+            StepGrads::whole(&loss, vec![("match", acc)])
         },
     )
 }

@@ -34,7 +34,8 @@ use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vstar_train::optim::AdamWConfig;
-use vstar_train::run::{Metrics, Run, RunConfig};
+use vstar_train::run::{Run, RunConfig};
+use vstar_train::step_grads::StepGrads;
 
 /// Step counts and batch sizes. `full` is what the shipped weights come from; `smoke` runs
 /// every stage for a few steps (tests).
@@ -207,16 +208,17 @@ impl Pretrain<'_> {
         &self,
         spec: StageSpec,
         build: impl Fn(VarBuilder) -> Result<M>,
-        mut step: impl FnMut(&M, usize) -> Result<(Tensor, Metrics)>,
+        mut step: impl FnMut(&M, usize) -> Result<StepGrads>,
     ) -> Result<HashMap<String, Tensor>> {
         if let Some(w) = load_outputs(&spec.outputs, &self.dev)? {
             (self.log)(&format!("{}: already trained ({})", spec.name, spec.outputs[0].dir.display()));
             return Ok(w);
         }
         let vm = VarMap::new();
-        let model = build(VarBuilder::from_varmap(&vm, candle_core::DType::F32, &self.dev))?;
+        let vb =
+            vstar_train::init::seeded_builder(&vm, self.seed ^ (spec.id << 32), candle_core::DType::F32, &self.dev);
+        let model = build(vb)?;
         let vars = store::named_vars(&vm);
-        vstar_train::init::reseed(&vars, self.seed ^ (spec.id << 32))?;
         for (name, t) in &spec.init {
             let var = vars.iter().find(|(n, _, _)| n == name).map(|(_, v, _)| v);
             var.ok_or_else(|| candle_core::Error::Msg(format!("{}: init names no var `{name}`", spec.name)))?.set(t)?;
@@ -309,7 +311,7 @@ mod tests {
                 |(a, b), _| {
                     let x = Tensor::ones((1, 2), candle_core::DType::F32, &Device::Cpu)?;
                     let y = candle_nn::Module::forward(b, &candle_nn::Module::forward(a, &x)?)?;
-                    Ok((y.sqr()?.mean_all()?, vec![]))
+                    StepGrads::whole(&y.sqr()?.mean_all()?, vec![])
                 },
             )
             .unwrap()

@@ -28,6 +28,7 @@ use vstar_nn::models::{ClipTextModel, UNet, Vae};
 use vstar_nn::tokenizer::ClipTokenizer;
 use vstar_nn::Ctx;
 use vstar_train::denoise::Denoise;
+use vstar_train::step_grads::{default_parts, share, StepGrads};
 
 const STAGE: u64 = 3;
 /// The second phase's data stream (stage ids 1-6 are taken).
@@ -113,11 +114,16 @@ pub fn train(
                 let mut noise = NoiseSource::new(item_seed(p.seed, id + 1000, s, 0));
                 let d = vae.encode(&data::images(&specs, dev)?)?;
                 let z = vae.scale_latents(&d.sample(&noise.randn(d.mean.shape(), dev)?)?)?;
-                let ctx = m.text.forward(&clip_stage::ids(&tok, &captions, dev)?, None)?.last_hidden;
                 let (xt, target) = denoise.noisy_and_target(&z, &noise.randn(z.shape(), dev)?, &t)?;
-                let tt = Tensor::from_vec(t.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, dev)?;
-                let pred = m.unet.forward(&xt, &tt, &ctx, None, &mut Ctx::default())?;
-                Ok((denoise.loss(&pred, &target, &t)?, vec![]))
+                StepGrads::by_rows(b, default_parts(), |r| {
+                    let rows = |x: &Tensor| x.narrow(0, r.start, r.len());
+                    let ids = clip_stage::ids(&tok, &captions[r.clone()], dev)?;
+                    let ctx = m.text.forward(&ids, None)?.last_hidden;
+                    let tr = &t[r.clone()];
+                    let tt = Tensor::from_vec(tr.iter().map(|&t| t as f32).collect::<Vec<_>>(), r.len(), dev)?;
+                    let pred = m.unet.forward(&rows(&xt)?, &tt, &ctx, None, &mut Ctx::default())?;
+                    Ok(((denoise.loss(&pred, &rows(&target)?, tr)? * share(&r, b))?, vec![]))
+                })
             },
         )?;
     }

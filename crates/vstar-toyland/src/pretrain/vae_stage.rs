@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use vstar_diffusion::noise::NoiseSource;
 use vstar_nn::config::VaeConfig;
 use vstar_nn::models::Vae;
+use vstar_train::step_grads::{default_parts, share, StepGrads};
 
 const STAGE: u64 = 1;
 /// Weight of the mean-per-element KL against the mean-per-element reconstruction error: SD's 1e-6 on sums,
@@ -53,13 +54,19 @@ pub fn train(p: &Pretrain, layout: &Layout) -> Result<Vae> {
         |vb| Vae::new(&cfg, vb),
         |vae, s| {
             let x = data::images(&data::captioned(p.seed, STAGE, s, b).0, dev)?;
-            let d = vae.encode(&x)?;
-            let z = d.sample(&NoiseSource::new(item_seed(p.seed, STAGE + 1000, s, 0)).randn(d.mean.shape(), dev)?)?;
-            let err = (vae.decode(&z)? - &x)?;
-            // L1, as SD's VAE: sharper edges than MSE for the same steps; MSE is logged.
-            let mse = err.sqr()?.mean_all()?;
-            let loss = (err.abs()?.mean_all()? + (d.kl()? * KL_WEIGHT)?)?;
-            Ok((loss, vec![("mse", mse.to_scalar::<f32>()? as f64)]))
+            let latent_noise =
+                NoiseSource::new(item_seed(p.seed, STAGE + 1000, s, 0)).randn(cfg.latent_shape(&x)?, dev)?;
+            StepGrads::by_rows(b, default_parts(), |r| {
+                let x = x.narrow(0, r.start, r.len())?;
+                let d = vae.encode(&x)?;
+                let z = d.sample(&latent_noise.narrow(0, r.start, r.len())?)?;
+                let err = (vae.decode(&z)? - &x)?;
+                // L1, as SD's VAE: sharper edges than MSE for the same steps; MSE is logged.
+                let share = share(&r, b);
+                let mse = err.sqr()?.mean_all()?.to_scalar::<f32>()? as f64 * share;
+                let loss = ((err.abs()?.mean_all()? + (d.kl()? * KL_WEIGHT)?)? * share)?;
+                Ok((loss, vec![("mse", mse)]))
+            })
         },
     )?;
     // Scale latents to unit spread over a held-out batch (stage stream 2 is never trained on).

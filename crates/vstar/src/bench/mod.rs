@@ -18,6 +18,7 @@ use vstar_diffusion::pipeline;
 use vstar_nn::config::UNetConfig;
 use vstar_nn::models::UNet;
 use vstar_nn::Ctx;
+use vstar_train::step_grads::{default_parts, share, StepGrads};
 
 /// Issue 8 asks for batch 1, 2 and 8; the training issue for the LoRA step at batch 4.
 pub const BATCHES: [usize; 4] = [1, 2, 4, 8];
@@ -105,7 +106,8 @@ fn inputs(s: &Subject, cfg: &UNetConfig, batch: usize, dev: &Device) -> Result<(
 }
 
 /// A second copy of the UNet with LoRA (rank 4 on every attention projection) and AdamW, for
-/// training steps; the forward timings use the plain copy.
+/// training steps, split over threads by batch rows as `vstar train` splits them; the forward
+/// timings use the plain copy.
 struct LoraUnet {
     unet: UNet,
     opt: vstar_train::optim::AdamW,
@@ -127,9 +129,15 @@ impl LoraUnet {
     /// Seconds per training step (MSE to a random target) at these inputs.
     fn step_time(&mut self, (x, c, t): &(Tensor, Tensor, Tensor), iters: usize) -> Result<(f64, f64)> {
         let target = Tensor::randn(0f32, 1.0, x.shape(), x.device())?;
+        let b = x.dim(0)?;
         time(iters, || {
-            let loss = (self.unet.forward(x, t, c, None, &mut Ctx::default())? - &target)?.sqr()?.mean_all()?;
-            self.opt.step(&loss.backward()?)?;
+            // As `vstar train` runs it: one group of rows per thread.
+            let step = StepGrads::by_rows(b, default_parts(), |r| {
+                let rows = |x: &Tensor| x.narrow(0, r.start, r.len());
+                let pred = self.unet.forward(&rows(x)?, &rows(t)?, &rows(c)?, None, &mut Ctx::default())?;
+                Ok((((pred - rows(&target)?)?.sqr()?.mean_all()? * share(&r, b))?, vec![]))
+            })?;
+            self.opt.step(&step.grads)?;
             Ok(())
         })
     }
