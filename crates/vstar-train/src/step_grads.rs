@@ -59,6 +59,15 @@ impl StepGrads {
     }
 }
 
+/// `f` over `rows` batch rows as `parts` groups of consecutive rows side by side, the outputs
+/// stacked back in row order: work without gradients (e.g. a frozen VAE's round trips) split
+/// as `StepGrads::by_rows` splits a step.
+pub fn map_rows(rows: usize, parts: usize, f: impl Fn(Range<usize>) -> Result<Tensor> + Sync) -> Result<Tensor> {
+    let outs =
+        rayon_map(&split(rows, parts), &|r: &Range<usize>| f(r.clone())).into_iter().collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&outs, 0)
+}
+
 /// The share of a per-row mean that `range` holds out of `rows`.
 pub fn share(range: &Range<usize>, rows: usize) -> f64 {
     range.len() as f64 / rows as f64
@@ -71,7 +80,7 @@ pub fn default_parts() -> usize {
 
 /// `rows` split into `parts` consecutive ranges whose sizes differ by at most one.
 fn split(rows: usize, parts: usize) -> Vec<Range<usize>> {
-    let parts = parts.clamp(1, rows.max(1));
+    let parts = parts.clamp(1, rows.max(1)).min(rows);
     (0..parts).map(|i| rows * i / parts..rows * (i + 1) / parts).collect()
 }
 
@@ -96,6 +105,18 @@ mod tests {
         assert_eq!(split(5, 2), vec![0..2, 2..5]);
         assert_eq!(split(1, 2), vec![0..1]);
         assert_eq!(split(3, 1), vec![0..3]);
+        assert!(split(0, 2).is_empty());
+    }
+
+    #[test]
+    fn map_rows_stacks_the_parts_in_row_order() {
+        let x = Tensor::arange(0f32, 10.0, &Device::Cpu).unwrap().reshape((5, 2)).unwrap();
+        let f = |r: Range<usize>| (x.narrow(0, r.start, r.len())? * 2.0)?.affine(1.0, r.len() as f64);
+        let whole = map_rows(5, 1, f).unwrap().to_vec2::<f32>().unwrap();
+        let parts = map_rows(5, 2, f).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(whole[0], [5.0, 7.0]);
+        // Rows 0-1 and 2-4: each part adds its own length, in row order.
+        assert_eq!(parts, [[2.0, 4.0], [6.0, 8.0], [11.0, 13.0], [15.0, 17.0], [19.0, 21.0]]);
     }
 
     /// A per-row mean loss split into parts has the whole batch's loss, gradients and metrics.

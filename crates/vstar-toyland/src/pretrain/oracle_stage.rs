@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use vstar_diffusion::noise::NoiseSource;
 use vstar_nn::models::Vae;
-use vstar_train::step_grads::{default_parts, StepGrads};
+use vstar_train::step_grads::{default_parts, map_rows, StepGrads};
 
 /// The attribute heads: name and number of classes.
 pub const HEADS: [(&str, usize); 6] = [
@@ -123,17 +123,17 @@ fn head_sums(logits: &Tensor, targets: &[Option<usize>]) -> Result<Option<(Tenso
     Ok(Some(((candle_nn::loss::cross_entropy(&l, &want)? * rows.len() as f64)?, right)))
 }
 
-/// The first `n` rows of `x` replaced by their VAE round trip (encode, posterior sample with
-/// `noise`'s first rows, decode): the oracle judges decoded images, and a round trip dulls
-/// saturated colours and small shapes (the renders-only oracle read the colour of 63% of
-/// round trips, the accessory of 69%).
-fn round_trip_first(vae: &Vae, x: &Tensor, n: usize, noise: &Tensor) -> Result<Tensor> {
-    if n == 0 {
-        return Ok(x.clone());
-    }
-    let d = vae.encode(&x.narrow(0, 0, n)?)?;
-    let z = d.sample(&noise.narrow(0, 0, n)?)?;
-    let decoded = vae.decode(&z)?.clamp(-1f32, 1f32)?.detach();
+/// The first `n` rows of `x` replaced by their VAE round trip (encode, posterior sample from a
+/// stream seeded with `seed`, decode), split over the threads: the oracle judges decoded
+/// images, and a round trip dulls saturated colours and small shapes (the renders-only oracle
+/// read the colour of 63% of round trips, the accessory of 69%).
+fn round_trip_first(vae: &Vae, x: &Tensor, n: usize, seed: u64) -> Result<Tensor> {
+    let head = x.narrow(0, 0, n)?;
+    let noise = NoiseSource::new(seed).randn(vae.config.latent_shape(&head)?, x.device())?;
+    let decoded = map_rows(n, default_parts(), |r| {
+        let d = vae.encode(&head.narrow(0, r.start, r.len())?)?;
+        vae.decode(&d.sample(&noise.narrow(0, r.start, r.len())?)?)?.clamp(-1f32, 1f32)
+    })?;
     Tensor::cat(&[&decoded, &x.narrow(0, n, x.dim(0)? - n)?], 0)
 }
 
@@ -159,20 +159,14 @@ pub fn train_attribute(p: &Pretrain, layout: &Layout, vae: &Vae) -> Result<()> {
         |vb| AttributeOracle::new(&cfg, vb),
         |oracle, s| {
             let (specs, labels) = data::labelled(p.seed, STAGE, s, b);
-            let x = data::images(&specs, dev)?;
-            // Half the batch is VAE round trips.
-            let trips = b / 2;
-            let seed = data::item_seed(p.seed, STAGE + 1000, s, 0);
-            let noise = NoiseSource::new(seed).randn(vae.config.latent_shape(&x.narrow(0, 0, trips)?)?, dev)?;
+            let x =
+                round_trip_first(vae, &data::images(&specs, dev)?, b / 2, data::item_seed(p.seed, STAGE + 1000, s, 0))?;
             let targets: Vec<[Option<usize>; 6]> = labels.iter().map(targets).collect();
             let labelled: Vec<usize> = (0..6).map(|h| targets.iter().filter(|t| t[h].is_some()).count()).collect();
             // Each head's loss and accuracy are means over its labelled rows: a part adds its
             // rows' sums over the batch's count.
             StepGrads::by_rows(b, default_parts(), |r| {
-                let x = x.narrow(0, r.start, r.len())?;
-                let own_trips = trips.saturating_sub(r.start).min(r.len());
-                let noise = noise.narrow(0, r.start.min(trips), own_trips)?;
-                let logits = oracle.logits(&round_trip_first(vae, &x, own_trips, &noise)?)?;
+                let logits = oracle.logits(&x.narrow(0, r.start, r.len())?)?;
                 let mut total = Tensor::zeros((), DType::F32, dev)?;
                 let mut metrics = vec![];
                 for (h, l) in logits.iter().enumerate() {
