@@ -1,5 +1,5 @@
 //! AdamW (decoupled weight decay, as PyTorch's `torch.optim.AdamW`) with global-norm gradient
-//! clipping and a warmup + constant/cosine schedule. Its moments are plain tensors so a
+//! clipping and a warmup + constant/cosine schedule. Its moments are plain f32 values so a
 //! checkpoint can save and restore them exactly (candle's AdamW keeps them private).
 
 use candle_core::{backprop::GradStore, Result, Tensor, Var};
@@ -56,8 +56,8 @@ impl AdamWConfig {
 pub struct AdamW {
     pub config: AdamWConfig,
     vars: Vec<(Var, f64)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
     pub step: usize,
 }
 
@@ -70,7 +70,7 @@ pub struct StepInfo {
 
 impl AdamW {
     pub fn new(vars: Vec<(Var, f64)>, config: AdamWConfig) -> Result<Self> {
-        let m = vars.iter().map(|(v, _)| v.as_tensor().zeros_like()).collect::<Result<Vec<_>>>()?;
+        let m: Vec<Vec<f32>> = vars.iter().map(|(v, _)| vec![0f32; v.elem_count()]).collect();
         let v = m.clone();
         Ok(Self { config, vars, m, v, step: 0 })
     }
@@ -79,45 +79,51 @@ impl AdamW {
         self.vars.iter().map(|(v, _)| v)
     }
 
-    /// Applies one update from `grads`; vars without a gradient are left alone.
+    /// Applies one update from `grads`; vars without a gradient are left alone. One pass over
+    /// each var's values: as tensor ops the update was a dozen small ops per var, a fixed cost
+    /// that LoRA's many small vars paid on every step.
     pub fn step(&mut self, grads: &GradStore) -> Result<StepInfo> {
         self.step += 1;
         let c = self.config.clone();
-        let mut sq = 0f64;
-        for (var, _) in &self.vars {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                sq += g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-            }
-        }
+        let gs = self.vars.iter().map(|(var, _)| grads.get(var.as_tensor()).map(values).transpose());
+        let gs: Vec<Option<Vec<f32>>> = gs.collect::<Result<_>>()?;
+        let sq: f64 = gs.iter().flatten().flatten().map(|&g| g as f64 * g as f64).sum();
         let grad_norm = sq.sqrt();
         if !grad_norm.is_finite() {
             candle_core::bail!("gradient norm is {grad_norm}: the loss diverged");
         }
         let clip = match c.max_grad_norm {
-            Some(max) if grad_norm > max => max / (grad_norm + 1e-6),
+            Some(max) if grad_norm > max => (max / (grad_norm + 1e-6)) as f32,
             _ => 1.0,
         };
         let lr = c.lr_at(self.step);
         let t = self.step as i32;
-        let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
-        for (i, (var, mult)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
-            let g = (g * clip)?;
-            let lr_i = lr * mult;
-            self.m[i] = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            self.v[i] = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let mhat = (&self.m[i] / bc1)?;
-            let vhat = (&self.v[i] / bc2)?;
-            let decayed = (var.as_tensor() * (1.0 - lr_i * c.weight_decay))?;
-            let upd = (mhat / (vhat.sqrt()? + c.eps)?)?;
-            var.set(&(decayed - (upd * lr_i)?)?)?;
+        let (bc1, bc2) = ((1.0 - c.beta1.powi(t)) as f32, (1.0 - c.beta2.powi(t)) as f32);
+        let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
+        for (i, ((var, mult), g)) in self.vars.iter().zip(gs).enumerate() {
+            let Some(g) = g else { continue };
+            let lr_i = (lr * mult) as f32;
+            let decay = 1.0 - lr_i * c.weight_decay as f32;
+            let mut w = values(var.as_tensor())?;
+            let (m, v) = (&mut self.m[i], &mut self.v[i]);
+            for j in 0..w.len() {
+                let g = g[j] * clip;
+                m[j] = b1 * m[j] + (1.0 - b1) * g;
+                v[j] = b2 * v[j] + (1.0 - b2) * g * g;
+                let upd = (m[j] / bc1) / ((v[j] / bc2).sqrt() + eps);
+                w[j] = w[j] * decay - upd * lr_i;
+            }
+            var.set(&Tensor::from_vec(w, var.shape(), var.device())?.to_dtype(var.dtype())?)?;
         }
         Ok(StepInfo { grad_norm, lr })
     }
 
     /// Moments by var index, for checkpoints.
-    pub fn state(&self) -> (&[Tensor], &[Tensor]) {
-        (&self.m, &self.v)
+    pub fn state(&self) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        let as_tensors = |ms: &[Vec<f32>]| -> Result<Vec<Tensor>> {
+            ms.iter().zip(self.vars()).map(|(m, var)| Tensor::from_vec(m.clone(), var.shape(), var.device())).collect()
+        };
+        Ok((as_tensors(&self.m)?, as_tensors(&self.v)?))
     }
 
     pub fn restore(&mut self, m: Vec<Tensor>, v: Vec<Tensor>, step: usize) -> Result<()> {
@@ -137,11 +143,16 @@ impl AdamW {
                 );
             }
         }
-        self.m = m;
-        self.v = v;
+        self.m = m.iter().map(values).collect::<Result<_>>()?;
+        self.v = v.iter().map(values).collect::<Result<_>>()?;
         self.step = step;
         Ok(())
     }
+}
+
+/// A tensor's values in order, as f32.
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ impl Run {
 
     fn save(&self) -> Result<()> {
         let mut tensors = HashMap::new();
-        let (m, v) = self.opt.state();
+        let (m, v) = self.opt.state()?;
         for (i, (name, var)) in self.names.iter().zip(self.opt.vars()).enumerate() {
             tensors.insert(format!("var/{name}"), var.as_tensor().detach());
             tensors.insert(format!("m/{name}"), m[i].clone());
