@@ -222,6 +222,7 @@ fn report(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn main() {
+    bench::machine::keep_freed_pages();
     let cli = Cli::parse();
     if let Err(e) = vstar_nn::threads::run_in_pool(|| run(cli)) {
         eprintln!("error: {e:#}");

@@ -42,6 +42,20 @@ pub fn gemm_peak_gflops() -> Result<(f64, usize)> {
 /// step (perf, 1 thread).
 pub struct CountingAlloc;
 
+/// Turns off mimalloc's return of freed memory to the OS (after 1 s by default), unless the user
+/// set MIMALLOC_PURGE_DELAY: each large buffer freed that way is faulted back in as fresh
+/// zeroed pages by the next op that needs one (the kernel's page clearing was 5% of an
+/// SD-1.5-level LoRA step in `perf`), as glibc's were (see `vstar_nn::alloc`). Call once, at
+/// start.
+pub fn keep_freed_pages() {
+    // mi_option_purge_delay in mimalloc.h (v2 and v3); libmimalloc-sys does not name it.
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one allocator option; called before any thread is started.
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) }
+    }
+}
+
 static COUNTING: AtomicBool = AtomicBool::new(false);
 /// Bytes allocated minus bytes freed since counting started (signed: blocks from before are
 /// freed too).
