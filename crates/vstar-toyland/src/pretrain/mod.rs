@@ -280,14 +280,15 @@ mod tests {
     }
 
     /// Two linears under `a.` and `b.`: each lands in its own folder without its prefix, `a.`
-    /// starts from the given weights, and a rerun reads both back instead of training.
+    /// starts from the given weights, and a rerun reads both back instead of training. `b.`
+    /// starts from the seed: the same in another folder, not with another seed.
     #[test]
     fn a_stage_splits_its_outputs_by_prefix_and_starts_from_init() {
         let out = std::env::temp_dir().join(format!("vstar-stage-outputs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
-        let p = Pretrain { out: out.clone(), seed: 1, recipe: Recipe::smoke(), log: &|_| {}, dev: Device::Cpu };
-        let start = Tensor::new(&[[0.5f32, -0.25], [1.0, 2.0]], &p.dev).unwrap();
-        let stage = || {
+        let start = Tensor::new(&[[0.5f32, -0.25], [1.0, 2.0]], &Device::Cpu).unwrap();
+        let stage = |out: &Path, seed: u64| {
+            let p = Pretrain { out: out.to_path_buf(), seed, recipe: Recipe::smoke(), log: &|_| {}, dev: Device::Cpu };
             let spec = StageSpec {
                 name: "two",
                 id: 99,
@@ -316,17 +317,19 @@ mod tests {
             )
             .unwrap()
         };
-        let trained = stage();
-        let a = store::load(&out.join("a"), "w.safetensors", &p.dev).unwrap().unwrap();
-        let b = store::load(&out.join("b"), "w.safetensors", &p.dev).unwrap().unwrap();
+        let trained = stage(&out, 1);
+        let a = store::load(&out.join("a"), "w.safetensors", &Device::Cpu).unwrap().unwrap();
+        let b = store::load(&out.join("b"), "w.safetensors", &Device::Cpu).unwrap().unwrap();
         assert_eq!(a.keys().collect::<Vec<_>>(), ["weight"]);
         assert_eq!(b.keys().collect::<Vec<_>>(), ["weight"]);
         assert_eq!(a["weight"].to_vec2::<f32>().unwrap(), start.to_vec2::<f32>().unwrap());
         assert_ne!(b["weight"].to_vec2::<f32>().unwrap(), start.to_vec2::<f32>().unwrap());
-        let again = stage();
-        for k in ["a.weight", "b.weight"] {
-            assert_eq!(trained[k].to_vec2::<f32>().unwrap(), again[k].to_vec2::<f32>().unwrap(), "{k}");
-        }
+        let w = |t: &HashMap<String, Tensor>| t["b.weight"].to_vec2::<f32>().unwrap();
+        let again = stage(&out, 1);
+        assert_eq!(trained["a.weight"].to_vec2::<f32>().unwrap(), again["a.weight"].to_vec2::<f32>().unwrap());
+        assert_eq!(w(&trained), w(&again));
+        assert_eq!(w(&trained), w(&stage(&out.join("same-seed"), 1)));
+        assert_ne!(w(&trained), w(&stage(&out.join("other-seed"), 2)));
         let _ = std::fs::remove_dir_all(&out);
     }
 }
