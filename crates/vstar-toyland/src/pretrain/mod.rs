@@ -64,7 +64,7 @@ impl Recipe {
             clip_steps: 300,
             unet_steps: 3600,
             unet_refine_steps: 3600,
-            attribute_steps: 8000,
+            attribute_steps: 16000,
             identity_steps: 16000,
             eval_clip_steps: 300,
             vae_batch: 16,
