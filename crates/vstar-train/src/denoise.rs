@@ -2,7 +2,7 @@
 //! latents at per-row timesteps, the regression target for the model's prediction type, and
 //! optional min-SNR-gamma weighting (Hang et al. 2023).
 
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use vstar_diffusion::scheduler::config::{PredictionType, SchedulerConfig};
 
 pub struct Denoise {
@@ -84,6 +84,11 @@ impl Denoise {
             .collect();
         per_row * Tensor::from_vec(w, t.len(), pred.device())?
     }
+}
+
+/// Timesteps as the UNet takes them: an f32 tensor (B,).
+pub fn t_tensor(t: &[usize], dev: &Device) -> Result<Tensor> {
+    Tensor::from_vec(t.iter().map(|&t| t as f32).collect::<Vec<_>>(), t.len(), dev)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! trainable deltas / token rows -> denoising loss (+ prior preservation on cached class
 //! images, + PALP's alignment term) -> AdamW, checkpointed and resumable.
 
-use crate::denoise::Denoise;
+use crate::denoise::{t_tensor, Denoise};
 use crate::optim::AdamWConfig;
 use crate::palp::{self, Branches, PalpConfig};
 use crate::params::{SetSpec, Trainable, METHODS};
@@ -206,10 +206,6 @@ fn timesteps(rng: &mut ChaCha8Rng, d: &Denoise, b: usize) -> Vec<usize> {
     (0..b).map(|_| rng.random_range(0..d.train_timesteps())).collect()
 }
 
-fn t_tensor(t: &[usize], model: &Model) -> Result<Tensor> {
-    Tensor::from_vec(t.iter().map(|&t| t as f32).collect::<Vec<_>>(), t.len(), &model.device)
-}
-
 pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> Result<Trained> {
     spec.validate()?;
     if model.family == vstar_nn::model::Family::Sdxl {
@@ -341,7 +337,7 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
             let tr = &t_all[r.clone()];
             let pred = model.unet.forward(
                 &rows(&x_all)?,
-                &t_tensor(tr, model)?,
+                &t_tensor(tr, &model.device)?,
                 &rows(&ctx_all)?,
                 None,
                 &mut Ctx::default(),
@@ -371,7 +367,7 @@ pub fn train(model: &mut Model, spec: &TrainSpec, log: &mut dyn FnMut(&str)) -> 
                 let mut ctx_rows = Ctx::new(Some(Tensor::from_vec(scale, 4 * b, &model.device)?), None);
                 let tp4: Vec<usize> = (0..4).flat_map(|_| t_prime.iter().copied()).collect();
                 let x4 = Tensor::cat(&[&x_tp, &x_tp, &x_tp, &x_tp], 0)?;
-                let e = model.unet.forward(&x4, &t_tensor(&tp4, model)?, &ctx, None, &mut ctx_rows)?.detach();
+                let e = model.unet.forward(&x4, &t_tensor(&tp4, &model.device)?, &ctx, None, &mut ctx_rows)?.detach();
                 let part = |i: usize| e.narrow(0, i * b, b);
                 let branches =
                     Branches { null_w0: part(0)?, clean_w0: part(1)?, null_w1: part(2)?, personal_w1: part(3)? };

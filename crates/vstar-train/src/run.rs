@@ -6,7 +6,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::ema::Ema;
 use crate::optim::{AdamW, AdamWConfig};
-use crate::step_grads::StepGrads;
+use crate::step_grads::{add_metrics, Metrics, StepGrads};
 use candle_core::{Device, Error, Result, Tensor, Var};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -130,7 +130,7 @@ impl Run {
         }
         let start = Instant::now();
         let first = self.opt.step;
-        let (mut loss_sum, mut n, mut sums): (f64, usize, Vec<(&str, f64)>) = (0.0, 0, vec![]);
+        let (mut loss_sum, mut n, mut sums): (f64, usize, Metrics) = (0.0, 0, vec![]);
         while self.opt.step < c.steps {
             let StepGrads { loss: l, grads, metrics } = step_fn(self.opt.step)?;
             if !l.is_finite() {
@@ -150,12 +150,7 @@ impl Run {
             }
             loss_sum += l;
             n += 1;
-            for (k, v) in metrics {
-                match sums.iter_mut().find(|(n, _)| *n == k) {
-                    Some(s) => s.1 += v,
-                    None => sums.push((k, v)),
-                }
-            }
+            add_metrics(&mut sums, metrics);
             let s = self.opt.step;
             if s % c.log_every == 0 || s == c.steps {
                 let rate = (s - first) as f64 / start.elapsed().as_secs_f64();

@@ -49,13 +49,18 @@ impl StepGrads {
     fn add(&mut self, other: Self) -> Result<()> {
         self.loss += other.loss;
         self.grads.extend(other.grads)?;
-        for (k, v) in other.metrics {
-            match self.metrics.iter_mut().find(|(n, _)| *n == k) {
-                Some(m) => m.1 += v,
-                None => self.metrics.push((k, v)),
-            }
-        }
+        add_metrics(&mut self.metrics, other.metrics);
         Ok(())
+    }
+}
+
+/// Adds each of `more`'s values to the same-named one in `sums` (appending new names).
+pub fn add_metrics(sums: &mut Metrics, more: Metrics) {
+    for (k, v) in more {
+        match sums.iter_mut().find(|(n, _)| *n == k) {
+            Some(m) => m.1 += v,
+            None => sums.push((k, v)),
+        }
     }
 }
 

@@ -53,12 +53,12 @@ fn operand<'a>(s: &'a CpuStorage, l: &Layout) -> Result<View<'a>> {
     }
 }
 
-/// (m, k) @ (k, n) operands that match, or an error naming both shapes.
-fn matching<'a>(a: View<'a>, b: View<'a>) -> Result<(View<'a>, View<'a>)> {
+/// `a @ b` as an op's output, or an error naming both shapes if they do not match.
+fn multiply(a: View, b: View) -> Result<(CpuStorage, Shape)> {
     if a.cols != b.rows {
         candle_core::bail!("product: ({}, {}) @ ({}, {}) do not match", a.rows, a.cols, b.rows, b.cols);
     }
-    Ok((a, b))
+    Ok((CpuStorage::F32(gemm_new(a, b)), Shape::from((a.rows, b.cols))))
 }
 
 /// `a @ b` for a frozen `b` (the op's input is `a` alone), with `b^T` held for the backward.
@@ -75,9 +75,7 @@ impl CustomOp1 for FrozenRight {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (storage, layout) = self.b.storage_and_layout();
         let candle_core::Storage::Cpu(b) = &*storage else { candle_core::bail!("product: needs CPU operands") };
-        let (a, b) = matching(operand(s, l)?, operand(b, layout)?)?;
-        let shape = Shape::from((a.rows, b.cols));
-        Ok((CpuStorage::F32(gemm_new(a, b)), shape))
+        multiply(operand(s, l)?, operand(b, layout)?)
     }
 
     fn bwd(&self, _a: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -91,9 +89,7 @@ impl CustomOp2 for Product {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (a, b) = matching(operand(s1, l1)?, operand(s2, l2)?)?;
-        let shape = Shape::from((a.rows, b.cols));
-        Ok((CpuStorage::F32(gemm_new(a, b)), shape))
+        multiply(operand(s1, l1)?, operand(s2, l2)?)
     }
 
     fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {

@@ -27,7 +27,7 @@ use vstar_nn::config::{ClipTextConfig, UNetConfig};
 use vstar_nn::models::{ClipTextModel, UNet, Vae};
 use vstar_nn::tokenizer::ClipTokenizer;
 use vstar_nn::Ctx;
-use vstar_train::denoise::Denoise;
+use vstar_train::denoise::{t_tensor, Denoise};
 use vstar_train::step_grads::{default_parts, share, StepGrads};
 
 const STAGE: u64 = 3;
@@ -120,8 +120,7 @@ pub fn train(
                     let ids = clip_stage::ids(&tok, &captions[r.clone()], dev)?;
                     let ctx = m.text.forward(&ids, None)?.last_hidden;
                     let tr = &t[r.clone()];
-                    let tt = Tensor::from_vec(tr.iter().map(|&t| t as f32).collect::<Vec<_>>(), r.len(), dev)?;
-                    let pred = m.unet.forward(&rows(&xt)?, &tt, &ctx, None, &mut Ctx::default())?;
+                    let pred = m.unet.forward(&rows(&xt)?, &t_tensor(tr, dev)?, &ctx, None, &mut Ctx::default())?;
                     Ok(((denoise.loss(&pred, &rows(&target)?, tr)? * share(&r, b))?, vec![]))
                 })
             },
