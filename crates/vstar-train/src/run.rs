@@ -32,6 +32,8 @@ pub struct Run {
     names: Vec<String>,
     opt: AdamW,
     ema: Option<Ema>,
+    /// Wall time spent in `train` up to the last checkpoint, over every process that resumed it.
+    seconds: f64,
 }
 
 fn append_csv(path: &std::path::Path, step: usize, loss: f64, lr: f64, grad_norm: f64) -> Result<()> {
@@ -53,7 +55,7 @@ impl Run {
         let names: Vec<String> = vars.iter().map(|(n, _, _)| n.clone()).collect();
         let opt = AdamW::new(vars.into_iter().map(|(_, v, m)| (v, m)).collect(), config.optim.clone())?;
         let ema = config.ema_decay.map(|d| Ema::new(opt.vars(), d)).transpose()?;
-        let mut run = Self { config, names, opt, ema };
+        let mut run = Self { config, names, opt, ema, seconds: 0.0 };
         run.resume()?;
         Ok(run)
     }
@@ -64,6 +66,11 @@ impl Run {
 
     pub fn finished(&self) -> bool {
         self.opt.step >= self.config.steps
+    }
+
+    /// Seconds of training so far, summed over the processes that resumed this run.
+    pub fn train_seconds(&self) -> f64 {
+        self.seconds
     }
 
     fn resume(&mut self) -> Result<()> {
@@ -95,6 +102,7 @@ impl Run {
             }
         }
         self.opt.restore(m, v, ck.step)?;
+        self.seconds = ck.meta["train_seconds"].as_f64().unwrap_or(0.0);
         if let Some(e) = &mut self.ema {
             e.restore(shadow);
         }
@@ -112,7 +120,8 @@ impl Run {
                 tensors.insert(format!("ema/{name}"), e.weights()[i].clone());
             }
         }
-        let meta = serde_json::json!({ "run": self.config.name, "steps": self.config.steps });
+        let meta =
+            serde_json::json!({ "run": self.config.name, "steps": self.config.steps, "train_seconds": self.seconds });
         Checkpoint { step: self.opt.step, tensors, meta }.save(&self.config.dir)?;
         Ok(())
     }
@@ -128,7 +137,7 @@ impl Run {
         if self.opt.step > 0 && !self.finished() {
             log(&format!("{}: resuming at step {}/{}", c.name, self.opt.step, c.steps));
         }
-        let start = Instant::now();
+        let (start, before) = (Instant::now(), self.seconds);
         let first = self.opt.step;
         let (mut loss_sum, mut n, mut sums): (f64, usize, Metrics) = (0.0, 0, vec![]);
         while self.opt.step < c.steps {
@@ -168,6 +177,7 @@ impl Run {
                 sums.clear();
             }
             if s % c.checkpoint_every == 0 || s == c.steps {
+                self.seconds = before + start.elapsed().as_secs_f64();
                 self.save()?;
             }
         }
@@ -230,6 +240,32 @@ mod tests {
         }
         assert_eq!(finals[0], finals[2], "resumed run differs");
         assert_ne!(finals[1], finals[2], "the stop at step 3 should be a real intermediate state");
+    }
+
+    /// The training time is kept in the checkpoint: a resumed run starts from it and adds its own.
+    #[test]
+    fn training_time_adds_up_over_resumes() {
+        let dir = std::env::temp_dir().join(format!("vstar-run-time-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pause = std::time::Duration::from_millis(20);
+        let mut train_to = |steps: usize| {
+            let mut run = run_in(&dir, steps);
+            let before = run.train_seconds();
+            let w = run.opt.vars().next().unwrap().clone();
+            run.train(&mut |_| {}, |_| {
+                std::thread::sleep(pause);
+                StepGrads::whole(&w.as_tensor().sum_all()?, vec![])
+            })
+            .unwrap();
+            (before, run.train_seconds())
+        };
+        let (zero, first) = train_to(2);
+        assert_eq!(zero, 0.0);
+        assert!(first >= 0.04, "{first}");
+        let (resumed_at, total) = train_to(4);
+        assert_eq!(resumed_at, first);
+        assert!(total >= first + 0.04, "{total} after {first}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Toyland pipeline end to end at smoke size: `toyland pretrain --smoke` writes a
 //! diffusers-layout folder that `sample`, `train` and `toyland check --quick` all accept, and
-//! a second pretrain on the same folder resumes (skips finished stages).
+//! a second pretrain on the same folder resumes (skips finished stages); each stage records
+//! its training time.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,6 +29,10 @@ fn pretrain_smoke_then_sample_train_and_check() {
         assert!(model.join(f).exists(), "missing {f}");
     }
     assert!(!model.join(".checkpoints").exists(), "checkpoints are removed after a finished run");
+    // Each stage's training time outlives the checkpoints: VAE, CLIP, two UNet phases, three judges.
+    let times = std::fs::read_dir(model.join("pretrain_times")).unwrap().count();
+    assert_eq!(times, 7, "one time record per stage");
+    assert!(err.contains("min of training over all stages"), "{err}");
     let (ok, _, err) = vstar(&["toyland", "pretrain", "--smoke", "--out", m]);
     assert!(ok && err.matches("already trained").count() == 6, "{err}");
 

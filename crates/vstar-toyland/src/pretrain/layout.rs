@@ -42,6 +42,10 @@ impl Layout {
     pub fn checkpoints(&self) -> PathBuf {
         self.root.join(".checkpoints")
     }
+    /// One JSON per trained stage: its steps and training time (kept after the checkpoints go).
+    pub fn times(&self) -> PathBuf {
+        self.root.join("pretrain_times")
+    }
 
     pub fn is_complete(&self) -> bool {
         [

@@ -43,16 +43,19 @@ use vstar_train::step_grads::StepGrads;
 pub struct Recipe {
     pub vae_steps: usize,
     pub clip_steps: usize,
-    pub unet_steps: usize,
-    /// The UNet's second phase (a warm restart from the first).
-    pub unet_refine_steps: usize,
+    /// The UNet's phases, (steps, peak learning rate) each: every phase after the first is a
+    /// warm restart from the one before.
+    pub unet_phases: Vec<(usize, f64)>,
     pub attribute_steps: usize,
     pub identity_steps: usize,
     pub eval_clip_steps: usize,
     pub vae_batch: usize,
     /// Batch of the UNet and CLIP stages.
     pub batch: usize,
+    /// The attribute oracle's batch.
     pub oracle_batch: usize,
+    /// The identity oracle's batch: half as many instances, each seen twice.
+    pub identity_batch: usize,
     pub checkpoint_every: usize,
     pub log_every: usize,
 }
@@ -62,14 +65,14 @@ impl Recipe {
         Self {
             vae_steps: 1600,
             clip_steps: 300,
-            unet_steps: 3600,
-            unet_refine_steps: 3600,
+            unet_phases: vec![(3600, 5e-4), (3600, 3e-4)],
             attribute_steps: 16000,
             identity_steps: 16000,
             eval_clip_steps: 300,
             vae_batch: 16,
             batch: 48,
             oracle_batch: 32,
+            identity_batch: 32,
             checkpoint_every: 100,
             log_every: 25,
         }
@@ -79,14 +82,14 @@ impl Recipe {
         Self {
             vae_steps: 3,
             clip_steps: 3,
-            unet_steps: 3,
-            unet_refine_steps: 2,
+            unet_phases: vec![(3, 5e-4), (2, 3e-4)],
             attribute_steps: 3,
             identity_steps: 3,
             eval_clip_steps: 3,
             vae_batch: 2,
             batch: 4,
             oracle_batch: 4,
+            identity_batch: 4,
             checkpoint_every: 2,
             log_every: 1,
         }
@@ -195,8 +198,11 @@ impl Pretrain<'_> {
         clip_stage::train_eval(self, &layout)?;
         let _ = std::fs::remove_dir_all(layout.checkpoints());
         (self.log)(&format!(
-            "pretraining done in {:.1} min: {}",
+            "pretraining done in {:.1} min in this process, {:.1} min of training over all stages and \
+             resumes ({}): {}",
             started.elapsed().as_secs_f64() / 60.0,
+            stage_seconds(&layout)? / 60.0,
+            layout.times().display(),
             self.out.display()
         ));
         Ok(layout)
@@ -237,6 +243,14 @@ impl Pretrain<'_> {
         };
         let mut run = Run::new(vars, config)?;
         run.train(&mut |l| (self.log)(l), |s| step(&model, s))?;
+        let seconds = run.train_seconds();
+        (self.log)(&format!("{}: trained in {:.1} min", spec.name, seconds / 60.0));
+        let record =
+            serde_json::json!({ "stage": spec.name, "steps": spec.steps, "seed": self.seed, "seconds": seconds });
+        let times = Layout::new(&self.out).times();
+        std::fs::create_dir_all(&times).map_err(|e| candle_core::Error::Msg(format!("{}: {e}", times.display())))?;
+        let json = serde_json::to_vec_pretty(&record).expect("json");
+        vstar_diffusion::images::write_atomic(&times.join(format!("{}.json", spec.name)), &json)?;
         let weights = run.weights();
         for o in &spec.outputs {
             o.save(&weights)?;
@@ -246,6 +260,18 @@ impl Pretrain<'_> {
         load_outputs(&spec.outputs, &self.dev)?
             .ok_or_else(|| candle_core::Error::Msg(format!("{}: not written", spec.outputs[0].dir.display())))
     }
+}
+
+/// The training seconds of every stage recorded in `layout.times()`.
+fn stage_seconds(layout: &Layout) -> Result<f64> {
+    let dir = layout.times();
+    let entries = std::fs::read_dir(&dir).map_err(|e| candle_core::Error::Msg(format!("{}: {e}", dir.display())))?;
+    let mut total = 0.0;
+    for e in entries.flatten() {
+        let v: serde_json::Value = vstar_nn::config::read_json(&e.path())?;
+        total += v["seconds"].as_f64().unwrap_or(0.0);
+    }
+    Ok(total)
 }
 
 /// AdamW with warmup and cosine decay over `steps`.

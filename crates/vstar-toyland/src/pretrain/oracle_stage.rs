@@ -186,7 +186,7 @@ pub fn train_attribute(p: &Pretrain, layout: &Layout, vae: &Vae) -> Result<()> {
 pub fn train_identity(p: &Pretrain, layout: &Layout) -> Result<()> {
     const STAGE: u64 = 5;
     let cfg = identity_tower();
-    let (b, dev) = (p.recipe.oracle_batch, &p.dev);
+    let (b, dev) = (p.recipe.identity_batch, &p.dev);
     let spec = StageSpec {
         name: "identity-oracle",
         id: STAGE,

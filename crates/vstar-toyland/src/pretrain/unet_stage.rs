@@ -31,7 +31,7 @@ use vstar_train::denoise::{t_tensor, Denoise};
 use vstar_train::step_grads::{default_parts, share, StepGrads};
 
 const STAGE: u64 = 3;
-/// The second phase's data stream (stage ids 1-6 are taken).
+/// Phase k >= 1 draws its data stream as stage `REFINE_STAGE + k - 1` (stage ids 1-6 are taken).
 const REFINE_STAGE: u64 = 7;
 const NULL_CAPTION_P: f64 = 0.1;
 
@@ -60,11 +60,11 @@ pub fn config() -> serde_json::Value {
     })
 }
 
-/// `text`: the contrastive text tower's weights and CLIPTextModel config. Two phases, each a
-/// resumable stage: `Recipe::unet_steps` from the contrastive text tower (written under
-/// `.checkpoints/unet-phase1`), then `Recipe::unet_refine_steps` more from those weights with a
-/// fresh optimizer and its own data stream (a warm restart of the cosine schedule), into
-/// `unet/` and `text_encoder/`. Once those exist, neither phase runs.
+/// `text`: the contrastive text tower's weights and CLIPTextModel config. `Recipe::unet_phases`,
+/// each a resumable stage: the first from the contrastive text tower, each next one from the
+/// weights before it with a fresh optimizer and its own data stream (a warm restart of the
+/// cosine schedule). Phase k writes `.checkpoints/unet-phase{k}`, the last `unet/` and
+/// `text_encoder/`; once those exist, no phase runs.
 pub fn train(
     p: &Pretrain,
     layout: &Layout,
@@ -90,15 +90,22 @@ pub fn train(
     let sched = SchedulerConfig::from_file(layout.root.join("scheduler").join("scheduler_config.json"))?;
     let denoise = Denoise::new(&sched, Some(5.0))?;
     let (b, dev) = (p.recipe.batch, &p.dev);
-    let phase1 = layout.checkpoints().join("unet-phase1");
-    let phases = [
-        ("unet", STAGE, 5e-4, p.recipe.unet_steps, outputs(phase1.join("unet"), phase1.join("text_encoder"))),
-        ("unet-refine", REFINE_STAGE, 3e-4, p.recipe.unet_refine_steps, finals),
-    ];
+    let last = p.recipe.unet_phases.len() - 1;
     let mut init: HashMap<String, Tensor> =
         text_weights.into_iter().map(|(k, v)| (format!("text_encoder.{k}"), v)).collect();
-    for (name, id, lr, steps, outputs) in phases {
-        let spec = StageSpec { name, id, outputs, init, steps, optim: optim(lr, steps), ema: Some(0.995) };
+    for (k, &(steps, lr)) in p.recipe.unet_phases.iter().enumerate() {
+        let (name, id) = match k {
+            0 => ("unet".to_string(), STAGE),
+            _ => (format!("unet-refine{k}"), REFINE_STAGE + k as u64 - 1),
+        };
+        let written = if k == last {
+            outputs(layout.unet(), layout.text_encoder())
+        } else {
+            let dir = layout.checkpoints().join(format!("unet-phase{}", k + 1));
+            outputs(dir.join("unet"), dir.join("text_encoder"))
+        };
+        let spec =
+            StageSpec { name: &name, id, outputs: written, init, steps, optim: optim(lr, steps), ema: Some(0.995) };
         init = p.stage(
             spec,
             |vb| TextToImage::new(&cfg, &text_cfg, vb),
