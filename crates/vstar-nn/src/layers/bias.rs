@@ -1,6 +1,8 @@
-//! Adding a per-channel bias, with a fast backward. candle differentiates a broadcast add by
+//! Adding a bias along one axis, with a fast backward. candle differentiates a broadcast add by
 //! `sum_keepdim` over the broadcast dims, a strided reduction that took ~10% of a Toyland
 //! training step; here the bias gradient is one contiguous pass per (outer, channel) run.
+//! Two kinds of bias: one per channel (conv and linear biases), and one per item and channel
+//! (the UNet's time embedding, (B, C) added to (B, C, H, W)).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -22,14 +24,18 @@ impl Runs {
     }
 }
 
-/// x + bias[c] along `axis`.
+/// x + bias[c] along `axis`; with `per_item`, x + bias[o, c] (one bias row per index of the
+/// dims before `axis`).
 struct BiasAdd {
     axis: usize,
+    per_item: bool,
 }
 
-/// The sum over every dim but `axis`: the gradient of the bias.
+/// The bias gradient: the sum over every dim after `axis`, and over those before it unless
+/// `per_item`.
 struct ChannelSum {
     axis: usize,
+    per_item: bool,
 }
 
 impl CustomOp2 for BiasAdd {
@@ -40,11 +46,13 @@ impl CustomOp2 for BiasAdd {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, b) = (slice(s1, l1, "bias add")?, slice(s2, l2, "bias add")?);
         let r = Runs::of(l1.dims(), self.axis);
-        if b.len() != r.channels {
-            candle_core::bail!("bias add: bias of {} for {} channels", b.len(), r.channels);
+        let want = if self.per_item { x.len() / r.inner } else { r.channels };
+        if b.len() != want {
+            candle_core::bail!("bias add: bias of {} for {want} (item,) channels", b.len());
         }
         let mut y = x.to_vec();
-        y.par_chunks_mut(r.channels * r.inner).for_each(|row| {
+        y.par_chunks_mut(r.channels * r.inner).enumerate().for_each(|(o, row)| {
+            let b = if self.per_item { &b[o * r.channels..(o + 1) * r.channels] } else { b };
             for (run, &bc) in row.chunks_mut(r.inner).zip(b) {
                 run.iter_mut().for_each(|v| *v += bc);
             }
@@ -54,11 +62,14 @@ impl CustomOp2 for BiasAdd {
 
     /// Only what is tracked: a frozen bias (LoRA, TI) needs no sum.
     fn bwd(&self, x: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let db =
-            b.track_op().then(|| grad.contiguous()?.apply_op1_no_bwd(&ChannelSum { axis: self.axis })).transpose()?;
+        let sum = ChannelSum { axis: self.axis, per_item: self.per_item };
+        let db = b.track_op().then(|| grad.contiguous()?.apply_op1_no_bwd(&sum)?.reshape(b.shape())).transpose()?;
         Ok((x.track_op().then(|| grad.clone()), db))
     }
 }
+
+/// Rows per task when summing a last-axis bias's gradient.
+const ROW_BLOCK: usize = 64;
 
 impl CustomOp1 for ChannelSum {
     fn name(&self) -> &'static str {
@@ -71,25 +82,44 @@ impl CustomOp1 for ChannelSum {
         let per_outer = |row: &[f32]| -> Vec<f64> {
             row.chunks(r.inner).map(|run| lane_sum(run.len(), |i| run[i] as f64)).collect::<Vec<f64>>()
         };
-        let sums = g.par_chunks(r.channels * r.inner).map(per_outer).reduce(
-            || vec![0f64; r.channels],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
-        Ok((CpuStorage::F32(sums.into_iter().map(|v| v as f32).collect()), Shape::from(r.channels)))
+        let add = |mut a: Vec<f64>, b: Vec<f64>| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a
+        };
+        let sums: Vec<f64> = if self.per_item {
+            g.par_chunks(r.channels * r.inner).flat_map_iter(per_outer).collect()
+        } else if r.inner == 1 {
+            // A last-axis bias: whole rows added into one accumulator per block of rows.
+            let block = |rows: &[f32]| {
+                let mut acc = vec![0f64; r.channels];
+                for row in rows.chunks(r.channels) {
+                    acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+                }
+                acc
+            };
+            g.par_chunks(r.channels * ROW_BLOCK).map(block).reduce(|| vec![0f64; r.channels], add)
+        } else {
+            g.par_chunks(r.channels * r.inner).map(per_outer).reduce(|| vec![0f64; r.channels], add)
+        };
+        let n = sums.len();
+        Ok((CpuStorage::F32(sums.into_iter().map(|v| v as f32).collect()), Shape::from(n)))
     }
 }
 
 /// `x + bias` with `bias` (C,) laid along `axis` of `x`.
 pub fn add_bias(x: &Tensor, bias: &Tensor, axis: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&bias.contiguous()?, BiasAdd { axis })
+    x.contiguous()?.apply_op2(&bias.contiguous()?, BiasAdd { axis, per_item: false })
+}
+
+/// `x + bias` with `bias` shaped as `x`'s dims up to and including `axis`, e.g. (B, C) added
+/// to every (H, W) place of a (B, C, H, W) `x`.
+pub fn add_item_bias(x: &Tensor, bias: &Tensor, axis: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&bias.contiguous()?, BiasAdd { axis, per_item: true })
 }
 
 /// The sum of `x` over every dim but `axis` (no gradient).
 pub fn channel_sum(x: &Tensor, axis: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op1_no_bwd(&ChannelSum { axis })
+    x.contiguous()?.apply_op1_no_bwd(&ChannelSum { axis, per_item: false })
 }
 
 #[cfg(test)]
@@ -99,25 +129,46 @@ mod tests {
     use candle_core::{Device, Var};
 
     /// Output and both gradients equal candle's broadcast add, for a channel axis in the middle
-    /// (conv) and at the end (linear).
+    /// (conv) and at the end (linear; 300 rows are several blocks of the row-blocked sum).
     #[test]
     fn matches_broadcast_add_and_its_gradients() {
         let dev = Device::Cpu;
-        for (shape, axis) in [(vec![3, 4, 5, 2], 1), (vec![2, 3, 4], 2), (vec![4, 6], 0)] {
+        for (shape, axis) in [(vec![3, 4, 5, 2], 1), (vec![2, 3, 4], 2), (vec![4, 6], 0), (vec![3, 100, 8], 2)] {
             let x = Var::randn(0f32, 1.0, shape.as_slice(), &dev).unwrap();
             let b = Var::randn(0f32, 1.0, shape[axis], &dev).unwrap();
             let mut bshape = vec![1; shape.len()];
             bshape[axis] = shape[axis];
             let ours = add_bias(x.as_tensor(), b.as_tensor(), axis).unwrap();
             let theirs = x.as_tensor().broadcast_add(&b.as_tensor().reshape(bshape).unwrap()).unwrap();
-            assert!(max_diff(&ours, &theirs) < 1e-6);
-            let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
-            let go = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-            let gt = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-            for v in [&x, &b] {
-                let e = max_diff(go.get(v.as_tensor()).unwrap(), gt.get(v.as_tensor()).unwrap());
-                assert!(e < 1e-4, "{shape:?} axis {axis}: gradient differs by {e}");
-            }
+            same_with_gradients(&x, &b, ours, theirs, &format!("{shape:?} axis {axis}"));
+        }
+    }
+
+    /// The same for a bias per item and channel, (B, C) on (B, C, H, W) and (B, T, C) on
+    /// (B, T, C).
+    #[test]
+    fn item_bias_matches_broadcast_add_and_its_gradients() {
+        let dev = Device::Cpu;
+        for (shape, axis) in [(vec![3, 4, 5, 2], 1), (vec![2, 3, 4], 2)] {
+            let x = Var::randn(0f32, 1.0, shape.as_slice(), &dev).unwrap();
+            let b = Var::randn(0f32, 1.0, &shape[..=axis], &dev).unwrap();
+            let mut bshape = shape.clone();
+            bshape[axis + 1..].iter_mut().for_each(|d| *d = 1);
+            let ours = add_item_bias(x.as_tensor(), b.as_tensor(), axis).unwrap();
+            let theirs = x.as_tensor().broadcast_add(&b.as_tensor().reshape(bshape).unwrap()).unwrap();
+            same_with_gradients(&x, &b, ours, theirs, &format!("{shape:?} axis {axis} per item"));
+        }
+    }
+
+    /// Equal outputs and equal gradients for x and the bias under a random probe.
+    fn same_with_gradients(x: &Var, b: &Var, ours: Tensor, theirs: Tensor, what: &str) {
+        assert!(max_diff(&ours, &theirs) < 1e-6, "{what}");
+        let probe = Tensor::randn(0f32, 1.0, ours.shape(), ours.device()).unwrap();
+        let go = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [x, b] {
+            let e = max_diff(go.get(v.as_tensor()).unwrap(), gt.get(v.as_tensor()).unwrap());
+            assert!(e < 1e-4, "{what}: gradient differs by {e}");
         }
     }
 

@@ -48,7 +48,14 @@ impl ResnetBlock {
         let h = self.norm1.forward_silu(x, scale)?;
         let mut h = self.conv1.forward_scaled(&h, scale)?;
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb_act) {
-            h = h.broadcast_add(&proj.forward(t, scale)?.unsqueeze(2)?.unsqueeze(3)?)?;
+            let e = proj.forward(t, scale)?;
+            // Trained (pretraining, full fine-tuning): candle's broadcast-add gradient is a slow
+            // strided sum; the custom op's is one pass.
+            h = if e.track_op() {
+                crate::layers::bias::add_item_bias(&h, &e, 1)?
+            } else {
+                h.broadcast_add(&e.unsqueeze(2)?.unsqueeze(3)?)?
+            };
         }
         let h = self.conv2.forward_scaled(&self.norm2.forward_silu(&h, scale)?, scale)?;
         let skip = match &self.conv_shortcut {
