@@ -263,7 +263,8 @@ mod tests {
         assert_eq!(zero, 0.0);
         assert!(first >= 0.04, "{first}");
         let (resumed_at, total) = train_to(4);
-        assert_eq!(resumed_at, first);
+        // JSON keeps the figure to within rounding (serde_json parses floats fast, not exactly).
+        assert!((resumed_at - first).abs() < 1e-9, "{resumed_at} vs {first}");
         assert!(total >= first + 0.04, "{total} after {first}");
         let _ = std::fs::remove_dir_all(&dir);
     }
