@@ -248,7 +248,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vstar-run-time-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let pause = std::time::Duration::from_millis(20);
-        let mut train_to = |steps: usize| {
+        let train_to = |steps: usize| {
             let mut run = run_in(&dir, steps);
             let before = run.train_seconds();
             let w = run.opt.vars().next().unwrap().clone();
