@@ -48,7 +48,7 @@ impl CustomOp2 for BiasAdd {
         let r = Runs::of(l1.dims(), self.axis);
         let want = if self.per_item { x.len() / r.inner } else { r.channels };
         if b.len() != want {
-            candle_core::bail!("bias add: bias of {} for {want} (item,) channels", b.len());
+            candle_core::bail!("bias add: a bias of {} values where {want} were expected", b.len());
         }
         let mut y = x.to_vec();
         y.par_chunks_mut(r.channels * r.inner).enumerate().for_each(|(o, row)| {

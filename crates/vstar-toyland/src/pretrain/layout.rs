@@ -47,6 +47,25 @@ impl Layout {
         self.root.join("pretrain_times")
     }
 
+    /// Writes `stage`'s time record (atomically: a second process may be reading the folder).
+    pub fn write_time(&self, stage: &str, record: &serde_json::Value) -> Result<()> {
+        let dir = self.times();
+        std::fs::create_dir_all(&dir).map_err(|e| err(&dir, e))?;
+        let json = serde_json::to_vec_pretty(record).expect("json");
+        vstar_diffusion::images::write_atomic(&dir.join(format!("{stage}.json")), &json)
+    }
+
+    /// The training seconds of every stage recorded in `times()`.
+    pub fn total_seconds(&self) -> Result<f64> {
+        let dir = self.times();
+        let mut total = 0.0;
+        for e in std::fs::read_dir(&dir).map_err(|e| err(&dir, e))?.flatten() {
+            let v: serde_json::Value = vstar_nn::config::read_json(&e.path())?;
+            total += v["seconds"].as_f64().unwrap_or(0.0);
+        }
+        Ok(total)
+    }
+
     pub fn is_complete(&self) -> bool {
         [
             self.unet().join(WEIGHTS_DIFFUSERS),

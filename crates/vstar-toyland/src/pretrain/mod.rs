@@ -201,7 +201,7 @@ impl Pretrain<'_> {
             "pretraining done in {:.1} min in this process, {:.1} min of training over all stages and \
              resumes ({}): {}",
             started.elapsed().as_secs_f64() / 60.0,
-            stage_seconds(&layout)? / 60.0,
+            layout.total_seconds()? / 60.0,
             layout.times().display(),
             self.out.display()
         ));
@@ -247,10 +247,7 @@ impl Pretrain<'_> {
         (self.log)(&format!("{}: trained in {:.1} min", spec.name, seconds / 60.0));
         let record =
             serde_json::json!({ "stage": spec.name, "steps": spec.steps, "seed": self.seed, "seconds": seconds });
-        let times = Layout::new(&self.out).times();
-        std::fs::create_dir_all(&times).map_err(|e| candle_core::Error::Msg(format!("{}: {e}", times.display())))?;
-        let json = serde_json::to_vec_pretty(&record).expect("json");
-        vstar_diffusion::images::write_atomic(&times.join(format!("{}.json", spec.name)), &json)?;
+        Layout::new(&self.out).write_time(spec.name, &record)?;
         let weights = run.weights();
         for o in &spec.outputs {
             o.save(&weights)?;
@@ -260,18 +257,6 @@ impl Pretrain<'_> {
         load_outputs(&spec.outputs, &self.dev)?
             .ok_or_else(|| candle_core::Error::Msg(format!("{}: not written", spec.outputs[0].dir.display())))
     }
-}
-
-/// The training seconds of every stage recorded in `layout.times()`.
-fn stage_seconds(layout: &Layout) -> Result<f64> {
-    let dir = layout.times();
-    let entries = std::fs::read_dir(&dir).map_err(|e| candle_core::Error::Msg(format!("{}: {e}", dir.display())))?;
-    let mut total = 0.0;
-    for e in entries.flatten() {
-        let v: serde_json::Value = vstar_nn::config::read_json(&e.path())?;
-        total += v["seconds"].as_f64().unwrap_or(0.0);
-    }
-    Ok(total)
 }
 
 /// AdamW with warmup and cosine decay over `steps`.

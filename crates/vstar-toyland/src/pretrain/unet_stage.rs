@@ -7,11 +7,12 @@
 //! element of the prompt in 15%; a second phase of 3600 steps (a warm restart, Recipe::full)
 //! brought that to 71% and 30%, a third to 79% and 47% and a fourth to 92% and 59% (read by the
 //! 16000-step attribute oracle, which put the second phase at 66% and 31%) - step count is what
-//! this stage is short of. A trial with v-prediction and plain MSE (more weight on high noise, where the subject's
-//! shape is decided) drew the superclass in 57% at 3600 steps, and the class word moved the
-//! loss at every t; but at 6000 it was only level with this recipe's 7200 (71% vs 72%), with
-//! colour behind and no polluted token bound, so it is not the recipe. Cross-attention at 8x8
-//! too (4.99 M parameters, 1.9 s/step then) drew the superclass in 8% at 1200 steps.
+//! this stage is short of. A trial with v-prediction and plain MSE (more weight on high noise,
+//! where the subject's shape is decided) drew the superclass in 57% at 3600 steps, and the class
+//! word moved the loss at every t; but at 6000 it was only level with this recipe's 7200 (71%
+//! vs 72%), with colour behind and no polluted token bound, so it is not the recipe.
+//! Cross-attention at 8x8 too (4.99 M parameters, 1.9 s/step then) drew the superclass in 8% at
+//! 1200 steps.
 
 use super::clip_stage::{self, CONTEXT};
 use super::data::{self, item_seed};
@@ -82,8 +83,16 @@ pub fn train(
             Output { prefix: "text_encoder.", dir: text, file: WEIGHTS_TRANSFORMERS, config: text_json.clone() },
         ]
     };
-    let finals = outputs(layout.unet(), layout.text_encoder());
-    if load_outputs(&finals, &p.dev)?.is_some() {
+    let last = p.recipe.unet_phases.len() - 1;
+    let phase_outputs = |k: usize| {
+        if k == last {
+            outputs(layout.unet(), layout.text_encoder())
+        } else {
+            let dir = layout.checkpoints().join(format!("unet-phase{}", k + 1));
+            outputs(dir.join("unet"), dir.join("text_encoder"))
+        }
+    };
+    if load_outputs(&phase_outputs(last), &p.dev)?.is_some() {
         (p.log)(&format!("unet: already trained ({})", layout.unet().display()));
         return Ok(());
     }
@@ -92,7 +101,6 @@ pub fn train(
     let sched = SchedulerConfig::from_file(layout.root.join("scheduler").join("scheduler_config.json"))?;
     let denoise = Denoise::new(&sched, Some(5.0))?;
     let (b, dev) = (p.recipe.batch, &p.dev);
-    let last = p.recipe.unet_phases.len() - 1;
     let mut init: HashMap<String, Tensor> =
         text_weights.into_iter().map(|(k, v)| (format!("text_encoder.{k}"), v)).collect();
     for (k, &(steps, lr)) in p.recipe.unet_phases.iter().enumerate() {
@@ -100,14 +108,15 @@ pub fn train(
             0 => ("unet".to_string(), STAGE),
             _ => (format!("unet-refine{k}"), REFINE_STAGE + k as u64 - 1),
         };
-        let written = if k == last {
-            outputs(layout.unet(), layout.text_encoder())
-        } else {
-            let dir = layout.checkpoints().join(format!("unet-phase{}", k + 1));
-            outputs(dir.join("unet"), dir.join("text_encoder"))
+        let spec = StageSpec {
+            name: &name,
+            id,
+            outputs: phase_outputs(k),
+            init,
+            steps,
+            optim: optim(lr, steps),
+            ema: Some(0.995),
         };
-        let spec =
-            StageSpec { name: &name, id, outputs: written, init, steps, optim: optim(lr, steps), ema: Some(0.995) };
         init = p.stage(
             spec,
             |vb| TextToImage::new(&cfg, &text_cfg, vb),
