@@ -5,7 +5,7 @@
 use candle_core::{Device, Result, Tensor};
 use std::path::Path;
 use vstar_toyland::caption::Elements;
-use vstar_toyland::pretrain::{AttributeOracle, IdentityOracle};
+use vstar_toyland::pretrain::{AttributeOracle, IdentityOracle, HEADS};
 use vstar_toyland::superclass::Superclass;
 
 pub struct Judges {
@@ -46,33 +46,50 @@ impl Judges {
     }
 }
 
+/// One asked element of one image: which oracle head judged it, the value the prompt asked for
+/// and the value the oracle read (class indices of that head).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub element: &'static str,
+    pub head: usize,
+    pub asked: usize,
+    pub read: usize,
+}
+
+impl Hit {
+    pub fn ok(&self) -> bool {
+        self.asked == self.read
+    }
+}
+
 /// For one image's predictions: the superclass check and each asked element, found or not.
 /// Colour is not judged in a sketch (grayscale), as the oracle cannot see it.
-pub fn element_hits(pred: &[usize], class: Superclass, el: &Elements) -> Vec<(&'static str, bool)> {
-    let mut v = vec![("superclass", pred[0] == class.index())];
+pub fn element_hits(pred: &[usize], class: Superclass, el: &Elements) -> Vec<Hit> {
+    let hit = |head: usize, asked: usize| Hit { element: HEADS[head].0, head, asked, read: pred[head] };
+    let mut v = vec![hit(0, class.index())];
     if let Some(s) = el.scene {
-        v.push(("scene", pred[1] == s.index()));
+        v.push(hit(1, s.index()));
     }
     if let Some(c) = el.color {
         if el.style != Some(vstar_toyland::context::Style::Sketch) {
-            v.push(("color", pred[2] == c.index()));
+            v.push(hit(2, c.index()));
         }
     }
     if let Some(a) = el.accessory {
-        v.push(("accessory", pred[3] == a.index()));
+        v.push(hit(3, a.index()));
     }
     if let Some(m) = el.material {
-        v.push(("material", pred[4] == m.index()));
+        v.push(hit(4, m.index()));
     }
     if let Some(s) = el.style {
-        v.push(("style", pred[5] == s.index()));
+        v.push(hit(5, s.index()));
     }
     v
 }
 
 /// Fraction of the asked context elements found (the superclass excluded); 1 when none asked.
-pub fn element_recall(hits: &[(&'static str, bool)]) -> f64 {
-    let ctx: Vec<bool> = hits.iter().filter(|(k, _)| *k != "superclass").map(|(_, h)| *h).collect();
+pub fn element_recall(hits: &[Hit]) -> f64 {
+    let ctx: Vec<bool> = hits.iter().filter(|h| h.head != 0).map(Hit::ok).collect();
     if ctx.is_empty() {
         return 1.0;
     }
@@ -120,7 +137,7 @@ impl Tally {
         for p in &preds {
             let hits = element_hits(p, class, elements);
             self.recall.push(element_recall(&hits));
-            self.superclass_hits += hits[0].1 as usize;
+            self.superclass_hits += hits[0].ok() as usize;
         }
         Ok(preds)
     }

@@ -26,7 +26,7 @@ mod vae_stage;
 pub use clip_stage::Clip;
 pub use clip_stage::CONTEXT;
 pub use layout::Layout;
-pub use oracle_stage::{targets as oracle_targets, AttributeOracle, IdentityOracle, HEADS};
+pub use oracle_stage::{class_name, targets as oracle_targets, AttributeOracle, IdentityOracle, HEADS};
 pub use unet_stage::config as unet_config;
 
 use candle_core::{Device, Result, Tensor};

@@ -31,6 +31,18 @@ pub const HEADS: [(&str, usize); 6] = [
     ("style", Style::ALL.len()),
 ];
 
+/// The name of class `index` of head `head` (order of `HEADS`), for tables.
+pub fn class_name(head: usize, index: usize) -> &'static str {
+    match head {
+        0 => Superclass::ALL[index].word(),
+        1 => Scene::ALL[index].name(),
+        2 => ColorMod::ALL[index].name(),
+        3 => Accessory::ALL[index].name(),
+        4 => Material::ALL[index].name(),
+        _ => Style::ALL[index].name(),
+    }
+}
+
 /// The class index of each head for `l`; None where the head cannot see it (colour in a
 /// grayscale sketch).
 pub fn targets(l: &Labels) -> [Option<usize>; 6] {
