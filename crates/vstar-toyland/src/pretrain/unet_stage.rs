@@ -5,9 +5,9 @@
 //! 88% of samples. The subject is learned late: at 1200 steps the UNet ignored the class word
 //! (superclass drawn in 16% of samples, chance 12.5%), at 3600 it drew it in 44% and every
 //! element of the prompt in 15%; a second phase of 3600 steps (a warm restart, Recipe::full)
-//! brought that to 71% and 30%, a third to 79% and 47% and a fourth to 92% and 59% (read by the
-//! 16000-step attribute oracle, which put the second phase at 66% and 31%) - step count is what
-//! this stage is short of. A trial with v-prediction and plain MSE (more weight on high noise,
+//! brought that to 71% and 30%, a third to 79% and 47%, a fourth to 92% and 59% and a fifth to
+//! 95% and 68% (read by the 16000-step attribute oracle, which put the second phase at 66% and
+//! 31%) - step count is what this stage is short of. A trial with v-prediction and plain MSE (more weight on high noise,
 //! where the subject's shape is decided) drew the superclass in 57% at 3600 steps, and the class
 //! word moved the loss at every t; but at 6000 it was only level with this recipe's 7200 (71%
 //! vs 72%), with colour behind and no polluted token bound, so it is not the recipe.
