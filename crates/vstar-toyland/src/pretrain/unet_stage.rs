@@ -7,7 +7,9 @@
 //! element of the prompt in 15%; a second phase of 3600 steps (a warm restart, Recipe::full)
 //! brought that to 71% and 30%, a third to 79% and 47%, a fourth to 92% and 59% and a fifth to
 //! 95% and 68% (read by the 16000-step attribute oracle, which put the second phase at 66% and
-//! 31%) - step count is what this stage is short of. A trial with v-prediction and plain MSE (more weight on high noise,
+//! 31%) - step count is what this stage is short of, up to a point: a sixth phase like the
+//! others gave 95% and 69% (within noise: 133 vs 130 of 192 images), colour fell from 94% to
+//! 88% and one polluted token stopped standing out, so it is not in the recipe. A trial with v-prediction and plain MSE (more weight on high noise,
 //! where the subject's shape is decided) drew the superclass in 57% at 3600 steps, and the class
 //! word moved the loss at every t; but at 6000 it was only level with this recipe's 7200 (71%
 //! vs 72%), with colour behind and no polluted token bound, so it is not the recipe.
