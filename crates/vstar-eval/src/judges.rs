@@ -46,11 +46,10 @@ impl Judges {
     }
 }
 
-/// One asked element of one image: which oracle head judged it, the value the prompt asked for
-/// and the value the oracle read (class indices of that head).
+/// One asked element of one image: which oracle head judged it (order of `HEADS`), the value
+/// the prompt asked for and the value the oracle read (class indices of that head).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hit {
-    pub element: &'static str,
     pub head: usize,
     pub asked: usize,
     pub read: usize,
@@ -60,12 +59,17 @@ impl Hit {
     pub fn ok(&self) -> bool {
         self.asked == self.read
     }
+
+    /// The element's name ("superclass", "scene", ...).
+    pub fn element(&self) -> &'static str {
+        HEADS[self.head].0
+    }
 }
 
 /// For one image's predictions: the superclass check and each asked element, found or not.
 /// Colour is not judged in a sketch (grayscale), as the oracle cannot see it.
 pub fn element_hits(pred: &[usize], class: Superclass, el: &Elements) -> Vec<Hit> {
-    let hit = |head: usize, asked: usize| Hit { element: HEADS[head].0, head, asked, read: pred[head] };
+    let hit = |head: usize, asked: usize| Hit { head, asked, read: pred[head] };
     let mut v = vec![hit(0, class.index())];
     if let Some(s) = el.scene {
         v.push(hit(1, s.index()));

@@ -198,7 +198,7 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
             all_present.1 += 1;
             all_present.0 += hits.iter().all(Hit::ok) as usize;
             for h in hits {
-                let e = per_element.entry(h.element).or_default();
+                let e = per_element.entry(h.element()).or_default();
                 e.1 += 1;
                 e.0 += h.ok() as usize;
                 *per_value.entry((h.head, h.asked)).or_default().entry(h.read).or_default() += 1;
