@@ -5,7 +5,7 @@
 use candle_core::{Device, Result, Tensor};
 use std::path::Path;
 use vstar_toyland::caption::Elements;
-use vstar_toyland::pretrain::{AttributeOracle, IdentityOracle, HEADS};
+use vstar_toyland::pretrain::{AttributeOracle, IdentityOracle};
 use vstar_toyland::superclass::Superclass;
 
 pub struct Judges {
@@ -46,8 +46,9 @@ impl Judges {
     }
 }
 
-/// One asked element of one image: which oracle head judged it (order of `HEADS`), the value
-/// the prompt asked for and the value the oracle read (class indices of that head).
+/// One asked element of one image: which oracle head judged it (order of
+/// `vstar_toyland::pretrain::HEADS`), the value the prompt asked for and the value the oracle
+/// read (class indices of that head).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hit {
     pub head: usize,
@@ -58,11 +59,6 @@ pub struct Hit {
 impl Hit {
     pub fn ok(&self) -> bool {
         self.asked == self.read
-    }
-
-    /// The element's name ("superclass", "scene", ...).
-    pub fn element(&self) -> &'static str {
-        HEADS[self.head].0
     }
 }
 

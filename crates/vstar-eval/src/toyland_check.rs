@@ -95,7 +95,7 @@ fn class_accuracy(preds: &[Vec<usize>], labels: &[Labels]) -> BTreeMap<(usize, u
     acc
 }
 
-/// Per-head accuracy: the per-class counts summed over each head's classes.
+/// Per-head figures: per-class (hits, n) counts summed over each head's classes.
 fn head_accuracy(by_class: &BTreeMap<(usize, usize), (usize, usize)>) -> Vec<(usize, usize)> {
     let mut acc = vec![(0usize, 0usize); HEADS.len()];
     for (&(h, _), &(hits, n)) in by_class {
@@ -179,7 +179,6 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
 
     // 3. The base model with CFG on held-out prompt combinations.
     let cfg = Cfg { scale: GUIDANCE };
-    let mut per_element: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut all_present = (0, 0);
     // (head, asked class) -> how often each class was read.
     let mut per_value: BTreeMap<(usize, usize), BTreeMap<usize, usize>> = BTreeMap::new();
@@ -198,33 +197,41 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
             all_present.1 += 1;
             all_present.0 += hits.iter().all(Hit::ok) as usize;
             for h in hits {
-                let e = per_element.entry(h.element()).or_default();
-                e.1 += 1;
-                e.0 += h.ok() as usize;
                 *per_value.entry((h.head, h.asked)).or_default().entry(h.read).or_default() += 1;
             }
         }
     }
+    // (head, asked class) -> (present, asked); each element's figure is their sum over its values.
+    let present: BTreeMap<(usize, usize), (usize, usize)> = per_value
+        .iter()
+        .map(|(&(h, asked), reads)| ((h, asked), (reads.get(&asked).copied().unwrap_or(0), reads.values().sum())))
+        .collect();
+    let mut per_element: Vec<(&str, (usize, usize))> = head_accuracy(&present)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (_, n))| *n > 0)
+        .map(|(h, counts)| (HEADS[h].0, counts))
+        .collect();
+    per_element.sort_by_key(|(name, _)| *name);
     out(&format!(
         "\n## Base model, {} held-out prompts x {} images, DDIM {STEPS} steps, CFG {GUIDANCE}\n| element | present |\n|---|---|",
         size.prompts, size.images_per_prompt
     ));
-    for (k, (a, n)) in &per_element {
-        out(&format!("| {k} | {} |", pct(*a, *n)));
+    for (k, (a, n)) in per_element {
+        out(&format!("| {k} | {} |", pct(a, n)));
     }
     out(&format!("| every element of the prompt | {} |", pct(all_present.0, all_present.1)));
     out("\n### Per asked value: how often present, and what the oracle read most often instead");
     out("| element | asked | present | read instead |\n|---|---|---|---|");
     for (&(head, asked), reads) in &per_value {
-        let n = reads.values().sum();
         let instead = reads
             .iter()
             .filter(|(&r, _)| r != asked)
             .max_by_key(|(_, &c)| c)
             .map(|(&r, &c)| format!("{} ({c})", class_name(head, r)))
             .unwrap_or_else(|| "-".into());
-        let present = pct(reads.get(&asked).copied().unwrap_or(0), n);
-        out(&format!("| {} | {} | {present} | {instead} |", HEADS[head].0, class_name(head, asked)));
+        let (a, n) = present[&(head, asked)];
+        out(&format!("| {} | {} | {} | {instead} |", HEADS[head].0, class_name(head, asked), pct(a, n)));
     }
 
     // 4. Time for one image, 30 DDIM steps with CFG (after one warm-up image).
@@ -297,12 +304,30 @@ mod tests {
         assert_eq!(heads.iter().map(|h| h.1).sum::<usize>(), one_off.values().map(|v| v.1).sum::<usize>());
     }
 
-    /// Every class of every head has a name, distinct within its head.
+    /// Every class of every head has a name, distinct within its head, and it is the name of the
+    /// attribute that head judges (a render's label names its own classes).
     #[test]
-    fn every_oracle_class_has_a_distinct_name() {
+    fn class_names_are_distinct_and_match_the_labels() {
         for (h, &(head, n)) in HEADS.iter().enumerate() {
             let names: std::collections::BTreeSet<_> = (0..n).map(|i| class_name(h, i)).collect();
             assert_eq!(names.len(), n, "{head}");
+        }
+        let (_, labels) = held_out(64);
+        for l in &labels {
+            let t = oracle_targets(l);
+            let own = [
+                l.superclass.word(),
+                l.scene.name(),
+                l.color.name(),
+                l.accessory.name(),
+                l.material.name(),
+                l.style.name(),
+            ];
+            for h in 0..HEADS.len() {
+                if let Some(c) = t[h] {
+                    assert_eq!(class_name(h, c), own[h], "{}", HEADS[h].0);
+                }
+            }
         }
     }
 }

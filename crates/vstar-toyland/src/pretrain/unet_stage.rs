@@ -9,10 +9,11 @@
 //! 95% and 68% (read by the 16000-step attribute oracle, which put the second phase at 66% and
 //! 31%) - step count is what this stage is short of, up to a point: a sixth phase like the
 //! others gave 95% and 69% (within noise: 133 vs 130 of 192 images), colour fell from 94% to
-//! 88% and one polluted token stopped standing out, so it is not in the recipe. A trial with v-prediction and plain MSE (more weight on high noise,
-//! where the subject's shape is decided) drew the superclass in 57% at 3600 steps, and the class
-//! word moved the loss at every t; but at 6000 it was only level with this recipe's 7200 (71%
-//! vs 72%), with colour behind and no polluted token bound, so it is not the recipe.
+//! 88% and one polluted token stopped standing out, so it is not in the recipe. A trial with
+//! v-prediction and plain MSE (more weight on high noise, where the subject's shape is decided)
+//! drew the superclass in 57% at 3600 steps, and the class word moved the loss at every t; but
+//! at 6000 it was only level with this recipe's 7200 (71% vs 72%), with colour behind and no
+//! polluted token bound, so it is not the recipe.
 //! Cross-attention at 8x8 too (4.99 M parameters, 1.9 s/step then) drew the superclass in 8% at
 //! 1200 steps.
 
