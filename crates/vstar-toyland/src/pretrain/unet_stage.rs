@@ -10,8 +10,9 @@
 //! short of, up to a point: a sixth phase like the others gave 95% and 69% (within noise: 133 vs
 //! 130 of 192 images), colour fell from 94% to 88% and one polluted token stopped standing out, so
 //! it is not in the recipe; nor did a sixth phase at lr 1e-4 (an anneal) help: 95% and 67% (128 of
-//! 192), two polluted tokens unflagged. The misses left are small details (accessories), a limit of
-//! the world's 32 px drawing and the 8x8 latents more than of training length. A trial with
+//! 192), two polluted tokens unflagged. The misses left are small details (accessories): likely a
+//! limit of the world's 32 px drawing and the 8x8 latents rather than of training length (a guess,
+//! not yet tested). A trial with
 //! v-prediction and plain MSE (more weight on high noise, where the subject's shape is decided)
 //! drew the superclass in 57% at 3600 steps, and the class word moved the loss at every t; but at
 //! 6000 it was only level with this recipe's 7200 (71% vs 72%), with colour behind and no polluted
