@@ -12,11 +12,10 @@
 //! it is not in the recipe; nor did a sixth phase at lr 1e-4 (an anneal) help: 95% and 67% (128 of
 //! 192), two polluted tokens unflagged. The misses left are small details (accessories): likely a
 //! limit of the world's 32 px drawing and the 8x8 latents rather than of training length (a guess,
-//! not yet tested). A trial with
-//! v-prediction and plain MSE (more weight on high noise, where the subject's shape is decided)
-//! drew the superclass in 57% at 3600 steps, and the class word moved the loss at every t; but at
-//! 6000 it was only level with this recipe's 7200 (71% vs 72%), with colour behind and no polluted
-//! token bound, so it is not the recipe.
+//! not yet tested). A trial with v-prediction and plain MSE (more weight on high noise, where the
+//! subject's shape is decided) drew the superclass in 57% at 3600 steps, and the class word moved
+//! the loss at every t; but at 6000 it was only level with this recipe's 7200 (71% vs 72%), with
+//! colour behind and no polluted token bound, so it is not the recipe.
 //! Cross-attention at 8x8 too (4.99 M parameters, 1.9 s/step then) drew the superclass in 8% at
 //! 1200 steps.
 
