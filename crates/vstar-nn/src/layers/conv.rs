@@ -3,7 +3,8 @@
 //! re-lays the kernel out on every call (the Toyland UNet forward took 11.9 ms with this path
 //! against 17.9 ms with candle's at batch 1), and its backward goes through a direct
 //! conv_transpose 10-100x slower than the forward. Here the conv is one custom op whose
-//! backward is two GEMMs and a col2im.
+//! backward is two GEMMs: the kernel's gradient against the columns, and the input's as a conv
+//! of the output gradient (strided convs: a GEMM and a col2im).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
@@ -38,6 +39,12 @@ struct Shift {
 impl Geometry {
     fn out_hw(&self) -> (usize, usize) {
         ((self.h + 2 * self.pad - self.kh) / self.stride + 1, (self.w + 2 * self.pad - self.kw) / self.stride + 1)
+    }
+
+    /// Stride 1 with the output the input's size (3x3 pad 1, 1x1): its input gradient is
+    /// itself such a conv (`InputGradConv`).
+    fn same_size(&self) -> bool {
+        self.stride == 1 && self.out_hw() == (self.h, self.w)
     }
 
     fn rows(&self) -> usize {
@@ -217,19 +224,41 @@ fn col2im(g: &Geometry, cols_data: &[f32], b: usize) -> Vec<f32> {
 }
 
 /// The GEMM's (Cout, B, OH*OW) output as (B, Cout, OH*OW) images plus the per-channel bias
-/// (Cout of them), in one pass (at batch 1 in place).
-fn to_images(y: Vec<f32>, (b, px): (usize, usize), bias: &[f32]) -> Vec<f32> {
+/// if any, in one pass (at batch 1 in place).
+fn to_images(y: Vec<f32>, (b, px): (usize, usize), bias: Option<&[f32]>) -> Vec<f32> {
+    let co = y.len() / (b * px);
     if b == 1 {
         let mut y = y;
-        for (run, &bc) in y.chunks_mut(px).zip(bias) {
-            run.iter_mut().for_each(|v| *v += bc);
+        if let Some(bias) = bias {
+            for (run, &bc) in y.chunks_mut(px).zip(bias) {
+                run.iter_mut().for_each(|v| *v += bc);
+            }
         }
         return y;
     }
     let mut out = Vec::with_capacity(y.len());
     for n in 0..b {
-        for (c, &bc) in bias.iter().enumerate() {
-            out.extend(y[(c * b + n) * px..][..px].iter().map(|v| v + bc));
+        for c in 0..co {
+            let run = &y[(c * b + n) * px..][..px];
+            match bias {
+                Some(bias) => out.extend(run.iter().map(|v| v + bias[c])),
+                None => out.extend_from_slice(run),
+            }
+        }
+    }
+    out
+}
+
+/// The kernel (Cout, C*kh*kw) as (C, Cout*kh*kw) with each kh x kw patch turned half a turn:
+/// the kernel of the input gradient's conv.
+fn flip_kernel(g: &Geometry, kernel: &[f32], co: usize) -> Vec<f32> {
+    let kk = g.kh * g.kw;
+    let mut out = vec![0f32; kernel.len()];
+    for o in 0..co {
+        for c in 0..g.c {
+            for k in 0..kk {
+                out[(c * co + o) * kk + kk - 1 - k] = kernel[(o * g.c + c) * kk + k];
+            }
         }
     }
     out
@@ -244,6 +273,11 @@ struct Conv(Geometry);
 
 /// The input's gradient: col2im(kernel^T @ grad), for grad as the GEMM's (Cout, B, OH, OW).
 struct InputGrad(Geometry);
+
+/// The input's gradient of a same-size stride-1 conv as a conv of the output gradient (B, Cout,
+/// OH, OW) with the kernel flipped in space and its channel axes swapped: the GEMM's output is
+/// the input's size, where `InputGrad` writes and then folds a 9x larger column matrix.
+struct InputGradConv(Geometry);
 
 /// The kernel's gradient: grad @ im2col(x)^T (the columns made again, not kept from the forward).
 struct KernelGrad(Geometry);
@@ -270,7 +304,7 @@ impl CustomOp3 for Conv {
         let cols = im2col(&g, x, b);
         let (k, n) = (g.rows(), b * px);
         let y = gemm_new(View::rows(kernel, co, k, k), View::rows(&cols, k, n, n));
-        Ok((CpuStorage::F32(to_images(y, (b, px), bias)), Shape::from((b, co, oh, ow))))
+        Ok((CpuStorage::F32(to_images(y, (b, px), Some(bias))), Shape::from((b, co, oh, ow))))
     }
 
     fn bwd(
@@ -281,11 +315,24 @@ impl CustomOp3 for Conv {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // The output gradient as the GEMM's (Cout, B, OH, OW), once for both gradients (no copy
-        // at batch 1).
-        let by_channel = grad.transpose(0, 1)?.contiguous()?;
-        let gx = if x.track_op() { Some(by_channel.apply_op2_no_bwd(kernel, &InputGrad(self.0))?) } else { None };
-        let gk = if kernel.track_op() { Some(by_channel.apply_op2_no_bwd(x, &KernelGrad(self.0))?) } else { None };
+        let g = self.0;
+        // Only a strided conv's input gradient still folds columns back (`InputGrad`).
+        let folded = x.track_op() && !g.same_size();
+        // The output gradient as the GEMM's (Cout, B, OH, OW), made once for `InputGrad` and
+        // `KernelGrad` (no copy at batch 1).
+        let by_channel = match folded || kernel.track_op() {
+            true => Some(grad.transpose(0, 1)?.contiguous()?),
+            false => None,
+        };
+        let gx = match (&by_channel, x.track_op()) {
+            (_, false) => None,
+            (Some(bc), true) if folded => Some(bc.apply_op2_no_bwd(kernel, &InputGrad(g))?),
+            _ => Some(grad.contiguous()?.apply_op2_no_bwd(kernel, &InputGradConv(g))?),
+        };
+        let gk = match &by_channel {
+            Some(bc) if kernel.track_op() => Some(bc.apply_op2_no_bwd(x, &KernelGrad(g))?),
+            _ => None,
+        };
         let gb = if bias.track_op() { Some(super::bias::channel_sum(grad, 1)?) } else { None };
         Ok((gx, gk, gb))
     }
@@ -309,6 +356,25 @@ impl CustomOp2 for InputGrad {
         let k = g.rows();
         let cols = gemm_new(View::rows(kernel, co, k, k).t(), View::rows(grad, co, n, n));
         Ok((CpuStorage::F32(col2im(&g, &cols, b)), Shape::from((b, g.c, g.h, g.w))))
+    }
+}
+
+impl CustomOp2 for InputGradConv {
+    fn name(&self) -> &'static str {
+        "vstar-conv-input-grad-conv"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let (b, co, h, w) = l1.shape().dims4()?;
+        let grad = f32_slice(s1, l1, "conv output gradient")?;
+        let kernel = f32_slice(s2, l2, "conv kernel")?;
+        let flipped = flip_kernel(&g, kernel, co);
+        let over_grad = Geometry { c: co, ..g };
+        let cols = im2col(&over_grad, grad, b);
+        let k = over_grad.rows();
+        let y = gemm_new(View::rows(&flipped, g.c, k, k), View::rows(&cols, k, b * h * w, b * h * w));
+        Ok((CpuStorage::F32(to_images(y, (b, h * w), None)), Shape::from((b, g.c, h, w))))
     }
 }
 

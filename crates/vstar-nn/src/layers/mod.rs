@@ -15,6 +15,7 @@ pub mod ops;
 pub mod product;
 pub mod self_attention;
 pub mod softmax;
+pub mod upsample;
 
 pub use attention::Attention;
 pub use hooks::AttentionHooks;

@@ -5,6 +5,7 @@
 
 use crate::layers::conv::Conv2d;
 use crate::layers::group_norm::GroupNorm;
+use crate::layers::upsample::upsample_nearest;
 use crate::layers::{AdaptedLinear, Slots};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
@@ -102,6 +103,6 @@ impl Upsample {
     pub fn forward(&self, x: &Tensor, size: Option<(usize, usize)>, scale: Option<&Tensor>) -> Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let (th, tw) = size.unwrap_or((2 * h, 2 * w));
-        self.conv.forward_scaled(&x.upsample_nearest2d(th, tw)?, scale)
+        self.conv.forward_scaled(&upsample_nearest(x, th, tw)?, scale)
     }
 }
