@@ -28,9 +28,9 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     counted(a, crate::layers::product::matmul(a, b)?)
 }
 
-/// `layers::product::matmul_frozen`, counted like `matmul`.
-pub fn matmul_frozen(a: &Tensor, b: &Tensor, b_t: &Tensor) -> Result<Tensor> {
-    counted(a, crate::layers::product::matmul_frozen(a, b, b_t)?)
+/// `layers::product::matmul_frozen`, counted like `matmul` (the bias not counted).
+pub fn matmul_frozen(a: &Tensor, b: &Tensor, b_t: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    counted(a, crate::layers::product::matmul_frozen(a, b, b_t, bias)?)
 }
 
 /// Counts the product `y` of `a` with some matrix: 2 * k per output value.

@@ -71,10 +71,13 @@ struct Forward {
     silu: bool,
 }
 
-/// dx from (x, gamma, dy).
+/// dx from (x, gamma, dy); with `silu`, from (x, [gamma; beta] (2, C), dy) for dy the gradient
+/// after the fused SiLU, taken through it on the fly (a frozen norm needs no other gradient, so
+/// the one between SiLU and norm is never stored).
 struct GradInput {
     groups: usize,
     eps: f64,
+    silu: bool,
 }
 
 /// dgamma (C,) = sum over batch and space of dy * xhat, from (x, dy).
@@ -121,16 +124,28 @@ impl CustomOp3 for Forward {
         _res: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (groups, eps) = (self.groups, self.eps);
+        let frozen = !gamma.track_op() && !beta.track_op();
+        if self.silu && frozen {
+            let affine = Tensor::stack(&[gamma, beta], 0)?;
+            let dx = x
+                .track_op()
+                .then(|| x.apply_op3_no_bwd(&affine, &dy.contiguous()?, &GradInput { groups, eps, silu: true }))
+                .transpose()?;
+            return Ok((dx, None, None));
+        }
         let dy = if self.silu {
             let affine = Tensor::stack(&[gamma, beta], 0)?;
-            x.apply_op3_no_bwd(&affine, &dy.contiguous()?, &SiluGrad { groups: self.groups, eps: self.eps })?
+            x.apply_op3_no_bwd(&affine, &dy.contiguous()?, &SiluGrad { groups, eps })?
         } else {
             dy.contiguous()?
         };
         // Only what is tracked: in LoRA or TI runs the norms' gain and shift are frozen, and a
         // returned gradient would also cost candle a zero tensor to add it to.
-        let (groups, eps) = (self.groups, self.eps);
-        let dx = x.track_op().then(|| x.apply_op3_no_bwd(gamma, &dy, &GradInput { groups, eps })).transpose()?;
+        let dx = x
+            .track_op()
+            .then(|| x.apply_op3_no_bwd(gamma, &dy, &GradInput { groups, eps, silu: false }))
+            .transpose()?;
         let dgamma = gamma.track_op().then(|| x.apply_op2_no_bwd(&dy, &GradGamma { groups, eps })).transpose()?;
         let dbeta = beta.track_op().then(|| super::bias::channel_sum(&dy, 1)).transpose()?;
         Ok((dx, dgamma, dbeta))
@@ -142,6 +157,12 @@ impl CustomOp3 for Forward {
 struct SiluGrad {
     groups: usize,
     eps: f64,
+}
+
+/// d SiLU(u) / du = s(u) (1 + u (1 - s(u))), s the sigmoid.
+fn silu_slope(u: f32) -> f32 {
+    let s = 1.0 / (1.0 + exp(-u));
+    s * (1.0 + u * (1.0 - s))
 }
 
 impl CustomOp3 for SiluGrad {
@@ -167,9 +188,7 @@ impl CustomOp3 for SiluGrad {
             |(bg, (og, (xg, dyg)))| {
                 for (r, a, b) in d.affine(bg, d.stats(xg), gamma, beta) {
                     for ((o, &xi), &g) in og[r.clone()].iter_mut().zip(&xg[r.clone()]).zip(&dyg[r]) {
-                        let u = xi * a + b;
-                        let s = 1.0 / (1.0 + exp(-u));
-                        *o = g * s * (1.0 + u * (1.0 - s));
+                        *o = g * silu_slope(xi * a + b);
                     }
                 }
             },
@@ -193,13 +212,26 @@ impl CustomOp3 for GradInput {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::of(l1, self.groups, self.eps)?;
-        let (x, gamma, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (x, affine, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (gamma, beta) = if self.silu { affine.split_at(affine.len() / 2) } else { (affine, &[][..]) };
         let n = d.group_len();
         let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(n).zip(x.par_chunks(n).zip(dy.par_chunks(n))).enumerate().for_each(
-            |(bg, (dxg, (xg, dyg)))| {
-                let (mean, rstd) = d.stats(xg);
+        dx.par_chunks_mut(n).zip(x.par_chunks(n).zip(dy.par_chunks(n))).enumerate().for_each_init(
+            Vec::new,
+            |through, (bg, (dxg, (xg, dyg)))| {
+                let stats = d.stats(xg);
+                let (mean, rstd) = stats;
                 let c0 = (bg % d.groups) * d.cpg;
+                // The gradient before the SiLU, in a per-thread buffer.
+                let dyg = if self.silu {
+                    through.clear();
+                    for (r, a, b) in d.affine(bg, stats, gamma, beta) {
+                        through.extend(xg[r.clone()].iter().zip(&dyg[r]).map(|(&xi, &g)| g * silu_slope(xi * a + b)));
+                    }
+                    &through[..]
+                } else {
+                    dyg
+                };
                 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), with g = dy * gamma.
                 // Channel by channel, so each element's gain is known without a division.
                 let channels = xg.chunks(d.hw).zip(dyg.chunks(d.hw)).zip(&gamma[c0..c0 + d.cpg]);
@@ -366,7 +398,8 @@ mod tests {
         assert!(e < 1e-5, "gradients differ by {e}");
     }
 
-    /// With the gain and shift frozen (a LoRA run), only x gets a gradient, still the right one.
+    /// With the gain and shift frozen (a LoRA run), only x gets a gradient, through the SiLU in
+    /// the same op, and it equals the two-op path's (SiluGrad, then GradInput).
     #[test]
     fn frozen_affine_gets_no_gradient() {
         let (mut norm, [x, w, b]) = setup((2, 8, 3, 5));

@@ -25,11 +25,13 @@ pub enum Delta {
 impl Delta {
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Delta::Lora { down, up, scale } => matmul_t(&matmul_t(x, down, None)?, up, None)? * *scale,
-            Delta::Dense(dw) => matmul_t(x, dw, None),
+            // The scale goes on the (out, r) factor, not on the (rows, out) activation: one
+            // fewer activation-sized op forward and backward.
+            Delta::Lora { down, up, scale } => matmul_t(&matmul_t(x, down)?, &(up * *scale)?),
+            Delta::Dense(dw) => matmul_t(x, dw),
             // x dW^T = ((x vt^T) * (relu(s + shift) - s)) u^T: never forms the (out, in) matrix.
             Delta::Spectral { u, s, vt, shift } => {
-                matmul_t(&matmul_t(x, vt, None)?.broadcast_mul(&spectral_gain(s, shift)?)?, u, None)
+                matmul_t(&matmul_t(x, vt)?.broadcast_mul(&spectral_gain(s, shift)?)?, u)
             }
         }
     }
@@ -101,19 +103,24 @@ pub(crate) fn forward_folded(
 }
 
 /// `x @ w^T` for x (..., in) and w (out, in), as one 2-D GEMM over the folded leading dims:
-/// a broadcast matmul's weight gradient would be a slow strided sum over the batch. `rows`:
-/// a frozen `w` held row-major too, which the input gradient reads.
-fn matmul_t(x: &Tensor, w: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
+/// a broadcast matmul's weight gradient would be a slow strided sum over the batch.
+fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    over_rows(x, w.dim(0)?, |x| crate::flops::matmul(x, &w.t()?))
+}
+
+/// `matmul_t` for a frozen `w` also held row-major (`rows`, which the input gradient reads),
+/// plus a frozen `bias` written with the product.
+fn matmul_t_frozen(x: &Tensor, w: &Tensor, rows: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    over_rows(x, w.dim(0)?, |x| crate::flops::matmul_frozen(x, &w.t()?, rows, bias))
+}
+
+/// `f` on x (..., in) as a 2-D (rows, in) matrix, its (rows, out) result shaped back (..., out).
+fn over_rows(x: &Tensor, out: usize, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
     let dims = x.dims();
     let last = dims.len() - 1;
     let mut out_dims = dims.to_vec();
-    out_dims[last] = w.dim(0)?;
-    let x = x.flatten_to(last.saturating_sub(1))?;
-    match rows {
-        Some(r) => crate::flops::matmul_frozen(&x, &w.t()?, r)?,
-        None => crate::flops::matmul(&x, &w.t()?)?,
-    }
-    .reshape(out_dims)
+    out_dims[last] = out;
+    f(&x.flatten_to(last.saturating_sub(1))?)?.reshape(out_dims)
 }
 
 /// Frozen weights up to this many values are held both ways (see `AdaptedLinear::rows`): the
@@ -231,9 +238,14 @@ impl AdaptedLinear {
 
     /// `row_scale`: one adapter strength per batch row (shape (B,)); None = strength 1.
     pub fn forward(&self, x: &Tensor, row_scale: Option<&Tensor>) -> Result<Tensor> {
-        let mut y = matmul_t(x, &self.weight, self.rows.as_ref())?;
-        let last = y.rank() - 1;
-        if let Some(b) = &self.bias {
+        // A frozen bias of a frozen weight rides in the product (see `matmul_frozen`).
+        let (mut y, bias) = match (&self.rows, &self.bias) {
+            (Some(rows), Some(b)) if !b.track_op() => (matmul_t_frozen(x, &self.weight, rows, Some(b))?, None),
+            (Some(rows), b) => (matmul_t_frozen(x, &self.weight, rows, None)?, b.as_ref()),
+            (None, b) => (matmul_t(x, &self.weight)?, b.as_ref()),
+        };
+        if let Some(b) = bias {
+            let last = y.rank() - 1;
             y = if y.track_op() { super::bias::add_bias(&y, b, last)? } else { y.broadcast_add(b)? };
         }
         let deltas = self.deltas.read().unwrap();

@@ -8,7 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-use super::gemm::{gemm_new, View};
+use super::gemm::{gemm_into, gemm_new, View};
 
 /// `a @ b`, the same values as candle's matmul.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -19,14 +19,19 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// `a @ b` for a frozen `b` whose transpose `b_t` is also held contiguous: the backward's
-/// `grad @ b^T` then reads `b_t` as it is, where gemm would copy (pack) a strided `b^T` on
-/// every call.
-pub fn matmul_frozen(a: &Tensor, b: &Tensor, b_t: &Tensor) -> Result<Tensor> {
-    if ours(a, b) {
-        a.apply_op1(FrozenRight { b: b.clone(), b_t: b_t.clone() })
+/// `a @ b [+ bias]` for a frozen `b` whose transpose `b_t` is also held contiguous: the
+/// backward's `grad @ b^T` then reads `b_t` as it is, where gemm would copy (pack) a strided
+/// `b^T` on every call. A frozen `bias` (n,) is written with the product: no op of its own,
+/// which would cost a pass forward and a zero fill and an add in candle's backward.
+pub fn matmul_frozen(a: &Tensor, b: &Tensor, b_t: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    if ours(a, b) && bias.is_none_or(|v| v.rank() == 1 && v.dtype() == DType::F32 && !v.track_op()) {
+        a.apply_op1(FrozenRight { b: b.clone(), b_t: b_t.clone(), bias: bias.cloned() })
     } else {
-        a.matmul(b)
+        let y = a.matmul(b)?;
+        match bias {
+            Some(v) => y.broadcast_add(v),
+            None => Ok(y),
+        }
     }
 }
 
@@ -61,10 +66,12 @@ fn multiply(a: View, b: View) -> Result<(CpuStorage, Shape)> {
     Ok((CpuStorage::F32(gemm_new(a, b)), Shape::from((a.rows, b.cols))))
 }
 
-/// `a @ b` for a frozen `b` (the op's input is `a` alone), with `b^T` held for the backward.
+/// `a @ b [+ bias]` for a frozen `b` (the op's input is `a` alone), with `b^T` held for the
+/// backward.
 struct FrozenRight {
     b: Tensor,
     b_t: Tensor,
+    bias: Option<Tensor>,
 }
 
 impl CustomOp1 for FrozenRight {
@@ -75,7 +82,26 @@ impl CustomOp1 for FrozenRight {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (storage, layout) = self.b.storage_and_layout();
         let candle_core::Storage::Cpu(b) = &*storage else { candle_core::bail!("product: needs CPU operands") };
-        multiply(operand(s, l)?, operand(b, layout)?)
+        let (a, b) = (operand(s, l)?, operand(b, layout)?);
+        let Some(bias) = &self.bias else { return multiply(a, b) };
+        let (storage, layout) = bias.storage_and_layout();
+        let candle_core::Storage::Cpu(bias) = &*storage else { candle_core::bail!("product: needs CPU operands") };
+        let bias = super::conv::f32_slice(bias, layout, "product bias")?;
+        if a.cols != b.rows || bias.len() != b.cols {
+            candle_core::bail!(
+                "product: ({}, {}) @ ({}, {}) + bias ({}) do not match",
+                a.rows,
+                a.cols,
+                b.rows,
+                b.cols,
+                bias.len()
+            );
+        }
+        // Every output row starts as the bias; gemm adds the product onto it.
+        let mut y = Vec::with_capacity(a.rows * b.cols);
+        (0..a.rows).for_each(|_| y.extend_from_slice(bias));
+        gemm_into(&mut y, b.cols, true, a, b, 1.0, candle_core::utils::get_num_threads());
+        Ok((CpuStorage::F32(y), Shape::from((a.rows, b.cols))))
     }
 
     fn bwd(&self, _a: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -130,21 +156,26 @@ mod tests {
         }
     }
 
-    /// A frozen right side held both ways: the values and the left side's gradient equal
-    /// candle's; the right side gets none.
+    /// A frozen right side held both ways, with and without a bias: the values and the left
+    /// side's gradient equal candle's; the right side gets none.
     #[test]
     fn frozen_right_side_held_both_ways() {
         let dev = Device::Cpu;
         let a = Var::randn(0f32, 1.0, (5, 7), &dev).unwrap();
         let w = Tensor::randn(0f32, 1.0, (3, 7), &dev).unwrap();
         let wt = w.t().unwrap().contiguous().unwrap();
-        let (ours, theirs) = (matmul_frozen(a.as_tensor(), &wt, &w).unwrap(), a.as_tensor().matmul(&wt).unwrap());
-        assert!(max_diff(&ours, &theirs) < 1e-5);
-        let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
-        let g_ours = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let g_theirs = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        assert!(max_diff(g_ours.get(a.as_tensor()).unwrap(), g_theirs.get(a.as_tensor()).unwrap()) < 1e-5);
-        assert!(g_ours.get(&wt).is_none());
+        let bias = Tensor::randn(0f32, 1.0, 3, &dev).unwrap();
+        for bias in [None, Some(&bias)] {
+            let ours = matmul_frozen(a.as_tensor(), &wt, &w, bias).unwrap();
+            let theirs = a.as_tensor().matmul(&wt).unwrap();
+            let theirs = bias.map_or(theirs.clone(), |v| theirs.broadcast_add(v).unwrap());
+            assert!(max_diff(&ours, &theirs) < 1e-5, "bias {}", bias.is_some());
+            let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+            let g_ours = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g_theirs = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(max_diff(g_ours.get(a.as_tensor()).unwrap(), g_theirs.get(a.as_tensor()).unwrap()) < 1e-5);
+            assert!(g_ours.get(&wt).is_none());
+        }
     }
 
     /// Both sides tracked (full fine-tuning): both gradients equal candle's; nothing tracked
