@@ -1,5 +1,5 @@
 //! e^x without branches, so that loops over rows vectorise (libm's expf is a scalar call):
-//! the fused attention's softmax and the fused GroupNorm + SiLU use it.
+//! the fused attention's softmax, the fused GroupNorm + SiLU and GEGLU use it.
 
 /// x = n ln2 + r with |r| <= ln2 / 2, e^r by its Taylor series to r^7 (truncation below 6e-9
 /// relative), 2^n written into the exponent bits. Below -87 it returns 0, where 2^n would
