@@ -10,9 +10,10 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shap
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
+use std::sync::{Arc, OnceLock};
 
 use super::gemm::{gemm_new, View};
-use super::linear::{forward_folded, DeltaList, Slots};
+use super::linear::{forward_folded, DeltaList, Slots, BOTH_WAYS_MAX};
 
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
@@ -251,17 +252,19 @@ fn to_images(y: Vec<f32>, (b, px): (usize, usize), bias: Option<&[f32]>) -> Vec<
 
 /// The kernel (Cout, C*kh*kw) as (C, Cout*kh*kw) with each kh x kw patch turned half a turn:
 /// the kernel of the input gradient's conv.
-fn flip_kernel(g: &Geometry, kernel: &[f32], co: usize) -> Vec<f32> {
-    let kk = g.kh * g.kw;
-    let mut out = vec![0f32; kernel.len()];
-    for o in 0..co {
-        for c in 0..g.c {
-            for k in 0..kk {
-                out[(c * co + o) * kk + kk - 1 - k] = kernel[(o * g.c + c) * kk + k];
-            }
+fn flip_kernel(g: &Geometry, kernel: &Tensor) -> Result<Tensor> {
+    let (co, kk) = (kernel.dim(0)?, g.kh * g.kw);
+    let (storage, layout) = kernel.storage_and_layout();
+    let candle_core::Storage::Cpu(s) = &*storage else { candle_core::bail!("conv kernel: needs a CPU tensor") };
+    let k = f32_slice(s, layout, "conv kernel")?;
+    // Written in order; each patch is read backwards from its own place.
+    let mut out: Vec<f32> = Vec::with_capacity(k.len());
+    for c in 0..g.c {
+        for o in 0..co {
+            out.extend(k[(o * g.c + c) * kk..][..kk].iter().rev());
         }
     }
-    out
+    Tensor::from_vec(out, (g.c, co * kk), kernel.device())
 }
 
 /// The convolution `x (B, C, H, W)`, `kernel (Cout, C*kh*kw)`, `bias (Cout,)` ->
@@ -269,18 +272,40 @@ fn flip_kernel(g: &Geometry, kernel: &[f32], co: usize) -> Vec<f32> {
 /// added. Its backward makes the patch columns' gradient and folds it back with col2im inside
 /// the op, so no im2col-sized (9x the input) tensor enters candle's graph, whose backward
 /// spends a zero fill and an add on every node (and so does a separate bias add).
-struct Conv(Geometry);
+struct Conv {
+    g: Geometry,
+    /// Where a frozen kernel's flipped copy is kept once a backward has made it.
+    flipped: Option<Arc<OnceLock<Tensor>>>,
+}
 
 /// The input's gradient: col2im(kernel^T @ grad), for grad as the GEMM's (Cout, B, OH, OW).
 struct InputGrad(Geometry);
 
 /// The input's gradient of a same-size stride-1 conv as a conv of the output gradient (B, Cout,
-/// OH, OW) with the kernel flipped in space and its channel axes swapped: the GEMM's output is
-/// the input's size, where `InputGrad` writes and then folds a 9x larger column matrix.
+/// OH, OW) with the kernel flipped in space and its channel axes swapped (`flip_kernel`, given
+/// as (C, Cout*kh*kw)): the GEMM's output is the input's size, where `InputGrad` writes and then
+/// folds a 9x larger column matrix.
 struct InputGradConv(Geometry);
 
 /// The kernel's gradient: grad @ im2col(x)^T (the columns made again, not kept from the forward).
 struct KernelGrad(Geometry);
+
+impl Conv {
+    /// `flip_kernel(kernel)`: kept from the first backward if the kernel is frozen, made again
+    /// per call if not (a trained kernel changes every step). Two parts of a step may both
+    /// make it the first time; one copy is kept.
+    fn flipped(&self, kernel: &Tensor) -> Result<Tensor> {
+        match self.flipped.as_ref().map(|cell| (cell, cell.get())) {
+            Some((_, Some(f))) => Ok(f.clone()),
+            Some((cell, None)) => {
+                let f = flip_kernel(&self.g, kernel)?;
+                let _ = cell.set(f.clone());
+                Ok(f)
+            }
+            None => flip_kernel(&self.g, kernel),
+        }
+    }
+}
 
 impl CustomOp3 for Conv {
     fn name(&self) -> &'static str {
@@ -296,7 +321,7 @@ impl CustomOp3 for Conv {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = self.0;
+        let g = self.g;
         let (x, kernel) = (f32_slice(s1, l1, "conv input")?, f32_slice(s2, l2, "conv kernel")?);
         let bias = f32_slice(s3, l3, "conv bias")?;
         let (b, co, (oh, ow)) = (l1.dims()[0], l2.dims()[0], g.out_hw());
@@ -315,7 +340,7 @@ impl CustomOp3 for Conv {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = self.0;
+        let g = self.g;
         // Only a strided conv's input gradient still folds columns back (`InputGrad`).
         let folded = x.track_op() && !g.same_size();
         // The output gradient as the GEMM's (Cout, B, OH, OW), made once for `InputGrad` and
@@ -327,7 +352,7 @@ impl CustomOp3 for Conv {
         let gx = match (&by_channel, x.track_op()) {
             (_, false) => None,
             (Some(bc), true) if folded => Some(bc.apply_op2_no_bwd(kernel, &InputGrad(g))?),
-            _ => Some(grad.contiguous()?.apply_op2_no_bwd(kernel, &InputGradConv(g))?),
+            _ => Some(grad.contiguous()?.apply_op2_no_bwd(&self.flipped(kernel)?, &InputGradConv(g))?),
         };
         let gk = match &by_channel {
             Some(bc) if kernel.track_op() => Some(bc.apply_op2_no_bwd(x, &KernelGrad(g))?),
@@ -368,8 +393,7 @@ impl CustomOp2 for InputGradConv {
         let g = self.0;
         let (b, co, h, w) = l1.shape().dims4()?;
         let grad = f32_slice(s1, l1, "conv output gradient")?;
-        let kernel = f32_slice(s2, l2, "conv kernel")?;
-        let flipped = flip_kernel(&g, kernel, co);
+        let flipped = f32_slice(s2, l2, "flipped conv kernel")?;
         let over_grad = Geometry { c: co, ..g };
         let cols = im2col(&over_grad, grad, b);
         let k = over_grad.rows();
@@ -400,13 +424,24 @@ pub struct Conv2d {
     padding: usize,
     /// Adapter deltas on the kernel viewed as (Cout, C*kh*kw); empty unless `adapted`.
     deltas: DeltaList,
+    /// The frozen `weight` flipped for the input gradient (`Conv::flipped`), once a backward
+    /// has made it, if small (`BOTH_WAYS_MAX`): in a Toyland LoRA step making it was 6% of the
+    /// time; a large kernel's convs are large enough that it is not.
+    flipped: Arc<OnceLock<Tensor>>,
 }
 
 impl Conv2d {
     pub fn new(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
         let cfg = Conv2dConfig { padding, stride, ..Default::default() };
         let c = candle_nn::conv2d(cin, cout, k, cfg, vb)?;
-        Ok(Self { weight: c.weight().clone(), bias: c.bias().cloned(), stride, padding, deltas: DeltaList::default() })
+        Ok(Self {
+            weight: c.weight().clone(),
+            bias: c.bias().cloned(),
+            stride,
+            padding,
+            deltas: DeltaList::default(),
+            flipped: Arc::default(),
+        })
     }
 
     /// A conv whose kernel adapters (SVDiff, full fine-tunes) can attach to via `slots`.
@@ -435,7 +470,9 @@ impl Conv2d {
             Some(bias) => bias.contiguous()?,
             None => Tensor::zeros(co, weight.dtype(), weight.device())?,
         };
-        let y = x.contiguous()?.apply_op3(&kernel, &bias, Conv(g))?;
+        let kept = weight.id() == self.weight.id() && !weight.track_op() && weight.elem_count() <= BOTH_WAYS_MAX;
+        let op = Conv { g, flipped: kept.then(|| self.flipped.clone()) };
+        let y = x.contiguous()?.apply_op3(&kernel, &bias, op)?;
         crate::flops::add(2 * (co * g.rows()) as u64 * (b * y.dim(2)? * y.dim(3)?) as u64);
         Ok(y)
     }
@@ -478,6 +515,7 @@ mod tests {
                 stride,
                 padding: pad,
                 deltas: DeltaList::default(),
+                flipped: Arc::default(),
             };
             let ours = conv.convolve(x.as_tensor(), w.as_tensor(), None).unwrap();
             let reference = x.as_tensor().conv2d(w.as_tensor(), pad, stride, 1, 1).unwrap();
@@ -507,6 +545,7 @@ mod tests {
                 stride: 1,
                 padding: 1,
                 deltas: DeltaList::default(),
+                flipped: Arc::default(),
             };
             let ours = conv.convolve(x.as_tensor(), w.as_tensor(), Some(bias.as_tensor())).unwrap();
             let reference = x
@@ -533,8 +572,14 @@ mod tests {
         let dev = Device::Cpu;
         let (x, w) =
             (Var::randn(0f32, 1.0, (2, 3, 6, 5), &dev).unwrap(), Var::randn(0f32, 1.0, (4, 3, 3, 3), &dev).unwrap());
-        let conv =
-            Conv2d { weight: w.as_tensor().clone(), bias: None, stride: 1, padding: 1, deltas: DeltaList::default() };
+        let conv = Conv2d {
+            weight: w.as_tensor().clone(),
+            bias: None,
+            stride: 1,
+            padding: 1,
+            deltas: DeltaList::default(),
+            flipped: Arc::default(),
+        };
         for x_tracked in [true, false] {
             let (xi, wi) = match x_tracked {
                 true => (x.as_tensor().clone(), w.as_tensor().detach()),
@@ -549,6 +594,30 @@ mod tests {
             let (a, b) = (g1.get(tracked.as_tensor()).unwrap(), g2.get(tracked.as_tensor()).unwrap());
             assert!(max_diff(a, b) < 1e-4);
             assert!(g1.get(frozen.as_tensor()).is_none());
+        }
+    }
+
+    /// A frozen kernel's flipped copy is made by the first backward and reused by the next,
+    /// and both input gradients equal candle's.
+    #[test]
+    fn frozen_kernel_flips_once() {
+        let dev = Device::Cpu;
+        let weights = HashMap::from([
+            ("weight".to_string(), Tensor::randn(0f32, 1.0, (4, 3, 3, 3), &dev).unwrap()),
+            ("bias".to_string(), Tensor::zeros(4, candle_core::DType::F32, &dev).unwrap()),
+        ]);
+        let conv =
+            Conv2d::new(3, 4, 3, 1, 1, VarBuilder::from_tensors(weights, candle_core::DType::F32, &dev)).unwrap();
+        let x = Var::randn(0f32, 1.0, (2, 3, 5, 4), &dev).unwrap();
+        let reference = x.as_tensor().conv2d(&conv.weight, 1, 1, 1, 1).unwrap();
+        let probe = Tensor::randn(0f32, 1.0, reference.shape(), &dev).unwrap();
+        let want = (reference * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for call in 0..2 {
+            assert_eq!(conv.flipped.get().is_some(), call > 0, "call {call}");
+            let y = conv.forward(x.as_tensor()).unwrap();
+            let got = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let e = max_diff(got.get(x.as_tensor()).unwrap(), want.get(x.as_tensor()).unwrap());
+            assert!(e < 1e-4, "call {call}: gradient differs by {e}");
         }
     }
 

@@ -123,10 +123,10 @@ fn over_rows(x: &Tensor, out: usize, f: impl FnOnce(&Tensor) -> Result<Tensor>) 
     f(&x.flatten_to(last.saturating_sub(1))?)?.reshape(out_dims)
 }
 
-/// Frozen weights up to this many values are held both ways (see `AdaptedLinear::rows`): the
-/// per-call copy gemm saves matters at a few dozen rows, i.e. small models; larger ones keep
-/// one copy.
-const BOTH_WAYS_MAX: usize = 1 << 20;
+/// Frozen weights up to this many values are held both ways (see `AdaptedLinear::rows`, and a
+/// conv's flipped kernel): the per-call copy this saves matters at a few dozen rows or pixels,
+/// i.e. small models; larger ones keep one copy.
+pub(crate) const BOTH_WAYS_MAX: usize = 1 << 20;
 
 pub(crate) type DeltaList = Arc<RwLock<Vec<Delta>>>;
 
