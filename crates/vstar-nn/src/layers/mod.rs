@@ -10,6 +10,7 @@ mod gemm;
 pub mod group_norm;
 pub mod hooks;
 mod lanes;
+mod layer_norm;
 pub mod linear;
 pub mod ops;
 pub mod product;

@@ -4,7 +4,7 @@
 //! This is the one place that decides, so a trainable path can never hit a fused kernel.
 
 use super::linear::{forward_folded, DeltaList, Slots};
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 
 fn tracked(ts: &[&Tensor]) -> bool {
     ts.iter().any(|t| t.track_op())
@@ -22,11 +22,7 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
 /// LayerNorm over the last dimension with affine weight and bias.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
     if tracked(&[x, weight, bias]) {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let xn = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
-        xn.broadcast_mul(weight)?.broadcast_add(bias)
+        super::layer_norm::layer_norm(x, weight, bias, eps)
     } else {
         candle_nn::ops::layer_norm(&x.contiguous()?, weight, bias, eps as f32)
     }
