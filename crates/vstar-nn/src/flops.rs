@@ -33,6 +33,18 @@ pub fn matmul_frozen(a: &Tensor, b: &Tensor, b_t: &Tensor, bias: Option<&Tensor>
     counted(a, crate::layers::product::matmul_frozen(a, b, b_t, bias)?)
 }
 
+/// `layers::product::matmul_frozen_low_rank`, counted as its three products.
+pub fn matmul_frozen_low_rank(
+    a: &Tensor,
+    frozen: (&Tensor, &Tensor, Option<&Tensor>),
+    down: &Tensor,
+    up: &Tensor,
+) -> Result<Tensor> {
+    let rows = a.elem_count() / a.dim(a.rank() - 1)?.max(1);
+    add(2 * (rows * down.dim(0)? * (down.dim(1)? + up.dim(0)?)) as u64);
+    counted(a, crate::layers::product::matmul_frozen_low_rank(a, frozen, down, up)?)
+}
+
 /// Counts the product `y` of `a` with some matrix: 2 * k per output value.
 fn counted(a: &Tensor, y: Tensor) -> Result<Tensor> {
     add(2 * a.dim(a.rank() - 1)? as u64 * y.elem_count() as u64);

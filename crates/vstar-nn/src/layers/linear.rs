@@ -238,6 +238,9 @@ impl AdaptedLinear {
 
     /// `row_scale`: one adapter strength per batch row (shape (B,)); None = strength 1.
     pub fn forward(&self, x: &Tensor, row_scale: Option<&Tensor>) -> Result<Tensor> {
+        if let Some(y) = self.lora_in_one_op(x, row_scale)? {
+            return Ok(y);
+        }
         // A frozen bias of a frozen weight rides in the product (see `matmul_frozen`).
         let (mut y, bias) = match (&self.rows, &self.bias) {
             (Some(rows), Some(b)) if !b.track_op() => (matmul_t_frozen(x, &self.weight, rows, Some(b))?, None),
@@ -260,5 +263,21 @@ impl AdaptedLinear {
             None => y + d,
             Some(s) => y + d.broadcast_mul(&per_row(s, x.rank())?)?,
         }
+    }
+
+    /// A frozen layer with one LoRA at full strength (a LoRA training step, or sampling with
+    /// one LoRA) as one op (`matmul_frozen_low_rank`); None otherwise.
+    fn lora_in_one_op(&self, x: &Tensor, row_scale: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let deltas = self.deltas.read().unwrap();
+        let (Some(rows), None, [Delta::Lora { down, up, scale }]) = (&self.rows, row_scale, deltas.as_slice()) else {
+            return Ok(None);
+        };
+        let bias = match &self.bias {
+            Some(b) if b.track_op() => return Ok(None),
+            b => b.as_ref(),
+        };
+        let up = (up * *scale)?;
+        let frozen = (&self.weight.t()?, rows, bias);
+        over_rows(x, self.weight.dim(0)?, |x| crate::flops::matmul_frozen_low_rank(x, frozen, down, &up)).map(Some)
     }
 }

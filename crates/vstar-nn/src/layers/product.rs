@@ -6,7 +6,7 @@
 //! where candle's zeroes it first: for a conv's input gradient (im2col-sized) that memset was
 //! 8% of a Toyland LoRA step.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 use super::gemm::{gemm_into, gemm_new, View};
 
@@ -80,32 +80,108 @@ impl CustomOp1 for FrozenRight {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let a = operand(s, l)?;
+        let y = self.values(a)?;
+        Ok((CpuStorage::F32(y), Shape::from((a.rows, self.b.dim(1)?))))
+    }
+
+    fn bwd(&self, _a: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(product(grad, &self.b_t)?))
+    }
+}
+
+impl FrozenRight {
+    /// `a @ b [+ bias]` as row-major values.
+    fn values(&self, a: View) -> Result<Vec<f32>> {
         let (storage, layout) = self.b.storage_and_layout();
         let candle_core::Storage::Cpu(b) = &*storage else { candle_core::bail!("product: needs CPU operands") };
-        let (a, b) = (operand(s, l)?, operand(b, layout)?);
-        let Some(bias) = &self.bias else { return multiply(a, b) };
+        let b = operand(b, layout)?;
+        if a.cols != b.rows {
+            candle_core::bail!("product: ({}, {}) @ ({}, {}) do not match", a.rows, a.cols, b.rows, b.cols);
+        }
+        let Some(bias) = &self.bias else { return Ok(gemm_new(a, b)) };
         let (storage, layout) = bias.storage_and_layout();
         let candle_core::Storage::Cpu(bias) = &*storage else { candle_core::bail!("product: needs CPU operands") };
         let bias = super::conv::f32_slice(bias, layout, "product bias")?;
-        if a.cols != b.rows || bias.len() != b.cols {
-            candle_core::bail!(
-                "product: ({}, {}) @ ({}, {}) + bias ({}) do not match",
-                a.rows,
-                a.cols,
-                b.rows,
-                b.cols,
-                bias.len()
-            );
+        if bias.len() != b.cols {
+            candle_core::bail!("product: a bias of {} values for {} columns", bias.len(), b.cols);
         }
         // Every output row starts as the bias; gemm adds the product onto it.
         let mut y = Vec::with_capacity(a.rows * b.cols);
         (0..a.rows).for_each(|_| y.extend_from_slice(bias));
         gemm_into(&mut y, b.cols, true, a, b, 1.0, candle_core::utils::get_num_threads());
-        Ok((CpuStorage::F32(y), Shape::from((a.rows, b.cols))))
+        Ok(y)
+    }
+}
+
+/// `a @ b [+ bias] + (a @ down^T) @ up^T` for a frozen `b` (`FrozenRight`) and a tracked rank-r
+/// pair down (r, k), up (n, r): a LoRA linear as one op. Apart, the low-rank term's two
+/// products and the add were three more graph nodes per adapted layer, each a pass forward
+/// and a zero fill and an add in candle's backward.
+pub fn matmul_frozen_low_rank(
+    a: &Tensor,
+    (b, b_t, bias): (&Tensor, &Tensor, Option<&Tensor>),
+    down: &Tensor,
+    up: &Tensor,
+) -> Result<Tensor> {
+    let fused = ours(a, b) && ours(down, up) && bias.is_none_or(|v| v.rank() == 1 && !v.track_op());
+    if !fused {
+        return matmul_frozen(a, b, b_t, bias)? + matmul(&matmul(a, &down.t()?)?, &up.t()?)?;
+    }
+    let frozen = FrozenRight { b: b.clone(), b_t: b_t.clone(), bias: bias.cloned() };
+    a.apply_op3(down, up, LowRank(frozen))
+}
+
+struct LowRank(FrozenRight);
+
+impl CustomOp3 for LowRank {
+    fn name(&self) -> &'static str {
+        "vstar-product-frozen-low-rank"
     }
 
-    fn bwd(&self, _a: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(product(grad, &self.b_t)?))
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (a, down, up) = (operand(s1, l1)?, operand(s2, l2)?, operand(s3, l3)?);
+        let mut y = self.0.values(a)?;
+        let n = y.len() / a.rows.max(1);
+        if down.cols != a.cols || up.cols != down.rows || up.rows != n {
+            candle_core::bail!(
+                "low-rank product: ({}, {}) with down ({}, {}) and up ({}, {}) do not match",
+                a.rows,
+                a.cols,
+                down.rows,
+                down.cols,
+                up.rows,
+                up.cols
+            );
+        }
+        let h = gemm_new(a, down.t());
+        gemm_into(&mut y, n, true, View::rows(&h, a.rows, down.rows, down.rows), up.t(), 1.0, 1);
+        Ok((CpuStorage::F32(y), Shape::from((a.rows, n))))
+    }
+
+    /// With g = grad @ up: da = grad @ b^T + g @ down, ddown = g^T @ a, dup = grad^T @ (a @ down^T);
+    /// only the tracked ones.
+    fn bwd(
+        &self,
+        a: &Tensor,
+        down: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = product(grad, up)?;
+        let da = a.track_op().then(|| product(grad, &self.0.b_t)? + product(&g, down)?).transpose()?;
+        let ddown = down.track_op().then(|| product(&g.t()?, a)).transpose()?;
+        let dup = up.track_op().then(|| product(&grad.t()?, &product(a, &down.t()?)?)).transpose()?;
+        Ok((da, ddown, dup))
     }
 }
 
@@ -175,6 +251,32 @@ mod tests {
             let g_theirs = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             assert!(max_diff(g_ours.get(a.as_tensor()).unwrap(), g_theirs.get(a.as_tensor()).unwrap()) < 1e-5);
             assert!(g_ours.get(&wt).is_none());
+        }
+    }
+
+    /// The low-rank op equals the frozen product plus candle's two low-rank products, values
+    /// and the gradients of the input and both factors, with and without a bias.
+    #[test]
+    fn low_rank_term_in_one_op_matches_candle() {
+        let dev = Device::Cpu;
+        let a = Var::randn(0f32, 1.0, (6, 7), &dev).unwrap();
+        let (down, up) = (Var::randn(0f32, 1.0, (2, 7), &dev).unwrap(), Var::randn(0f32, 1.0, (3, 2), &dev).unwrap());
+        let w = Tensor::randn(0f32, 1.0, (3, 7), &dev).unwrap();
+        let wt = w.t().unwrap().contiguous().unwrap();
+        let bias = Tensor::randn(0f32, 1.0, 3, &dev).unwrap();
+        for bias in [None, Some(&bias)] {
+            let ours = matmul_frozen_low_rank(a.as_tensor(), (&wt, &w, bias), &down, &up).unwrap();
+            let low = a.as_tensor().matmul(&down.t().unwrap()).unwrap().matmul(&up.t().unwrap()).unwrap();
+            let theirs = (a.as_tensor().matmul(&wt).unwrap() + low).unwrap();
+            let theirs = bias.map_or(theirs.clone(), |v| theirs.broadcast_add(v).unwrap());
+            assert!(max_diff(&ours, &theirs) < 1e-5, "bias {}: values", bias.is_some());
+            let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+            let g_ours = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g_theirs = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&a, &down, &up] {
+                let e = max_diff(g_ours.get(v).unwrap(), g_theirs.get(v).unwrap());
+                assert!(e < 1e-4, "bias {}: gradient differs by {e}", bias.is_some());
+            }
         }
     }
 
