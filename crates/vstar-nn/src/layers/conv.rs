@@ -498,6 +498,12 @@ mod tests {
     use candle_core::{Device, Var};
     use std::collections::HashMap;
 
+    /// A conv of kernel `weight`, no bias, no adapters.
+    fn bare(weight: &Tensor, stride: usize, padding: usize) -> Conv2d {
+        let (deltas, flipped) = (DeltaList::default(), Arc::default());
+        Conv2d { weight: weight.clone(), bias: None, stride, padding, deltas, flipped }
+    }
+
     /// Forward and both gradients equal candle's conv2d (used here as the reference).
     #[test]
     fn im2col_path_matches_candle_conv_and_its_gradients() {
@@ -509,14 +515,7 @@ mod tests {
             // divide the padded extent; the im2col path has no such limit).
             let x = Var::randn(0f32, 1.0, (2, 3, 7, width), &dev).unwrap();
             let w = Var::randn(0f32, 1.0, (4, 3, k, k), &dev).unwrap();
-            let conv = Conv2d {
-                weight: w.as_tensor().clone(),
-                bias: None,
-                stride,
-                padding: pad,
-                deltas: DeltaList::default(),
-                flipped: Arc::default(),
-            };
+            let conv = bare(w.as_tensor(), stride, pad);
             let ours = conv.convolve(x.as_tensor(), w.as_tensor(), None).unwrap();
             let reference = x.as_tensor().conv2d(w.as_tensor(), pad, stride, 1, 1).unwrap();
             assert!(max_diff(&ours, &reference) < 1e-5, "forward s{stride} p{pad} k{k}");
@@ -539,14 +538,7 @@ mod tests {
             let x = Var::randn(0f32, 1.0, (batch, 2, 5, 4), &dev).unwrap();
             let w = Var::randn(0f32, 1.0, (3, 2, 3, 3), &dev).unwrap();
             let bias = Var::randn(0f32, 1.0, 3, &dev).unwrap();
-            let conv = Conv2d {
-                weight: w.as_tensor().clone(),
-                bias: None,
-                stride: 1,
-                padding: 1,
-                deltas: DeltaList::default(),
-                flipped: Arc::default(),
-            };
+            let conv = bare(w.as_tensor(), 1, 1);
             let ours = conv.convolve(x.as_tensor(), w.as_tensor(), Some(bias.as_tensor())).unwrap();
             let reference = x
                 .as_tensor()
@@ -572,14 +564,7 @@ mod tests {
         let dev = Device::Cpu;
         let (x, w) =
             (Var::randn(0f32, 1.0, (2, 3, 6, 5), &dev).unwrap(), Var::randn(0f32, 1.0, (4, 3, 3, 3), &dev).unwrap());
-        let conv = Conv2d {
-            weight: w.as_tensor().clone(),
-            bias: None,
-            stride: 1,
-            padding: 1,
-            deltas: DeltaList::default(),
-            flipped: Arc::default(),
-        };
+        let conv = bare(w.as_tensor(), 1, 1);
         for x_tracked in [true, false] {
             let (xi, wi) = match x_tracked {
                 true => (x.as_tensor().clone(), w.as_tensor().detach()),
