@@ -187,6 +187,14 @@ pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
     }
 }
 
+/// The CPU storage behind a tensor an op holds beside its inputs (a kept kernel or bias).
+pub(super) fn cpu<'a>(s: &'a candle_core::Storage, what: &str) -> Result<&'a CpuStorage> {
+    match s {
+        candle_core::Storage::Cpu(s) => Ok(s),
+        _ => candle_core::bail!("{what}: needs a CPU tensor"),
+    }
+}
+
 /// (B, C, H, W) -> (C*kh*kw, B*OH*OW): every batch item's patches side by side, so the
 /// convolution is one GEMM and its weight gradient another (no sum over a batch dim).
 fn im2col(g: &Geometry, x: &[f32], b: usize) -> Vec<f32> {
@@ -255,8 +263,7 @@ fn to_images(y: Vec<f32>, (b, px): (usize, usize), bias: Option<&[f32]>) -> Vec<
 fn flip_kernel(g: &Geometry, kernel: &Tensor) -> Result<Tensor> {
     let (co, kk) = (kernel.dim(0)?, g.kh * g.kw);
     let (storage, layout) = kernel.storage_and_layout();
-    let candle_core::Storage::Cpu(s) = &*storage else { candle_core::bail!("conv kernel: needs a CPU tensor") };
-    let k = f32_slice(s, layout, "conv kernel")?;
+    let k = f32_slice(cpu(&storage, "conv kernel")?, layout, "conv kernel")?;
     // Written in order; each patch is read backwards from its own place.
     let mut out: Vec<f32> = Vec::with_capacity(k.len());
     for c in 0..g.c {
@@ -295,15 +302,13 @@ impl Conv {
     /// per call if not (a trained kernel changes every step). Two parts of a step may both
     /// make it the first time; one copy is kept.
     fn flipped(&self, kernel: &Tensor) -> Result<Tensor> {
-        match self.flipped.as_ref().map(|cell| (cell, cell.get())) {
-            Some((_, Some(f))) => Ok(f.clone()),
-            Some((cell, None)) => {
-                let f = flip_kernel(&self.g, kernel)?;
-                let _ = cell.set(f.clone());
-                Ok(f)
-            }
-            None => flip_kernel(&self.g, kernel),
+        let Some(cell) = &self.flipped else { return flip_kernel(&self.g, kernel) };
+        if let Some(f) = cell.get() {
+            return Ok(f.clone());
         }
+        let f = flip_kernel(&self.g, kernel)?;
+        let _ = cell.set(f.clone());
+        Ok(f)
     }
 }
 
@@ -397,7 +402,7 @@ impl CustomOp2 for InputGradConv {
         let over_grad = Geometry { c: co, ..g };
         let cols = im2col(&over_grad, grad, b);
         let k = over_grad.rows();
-        let y = gemm_new(View::rows(&flipped, g.c, k, k), View::rows(&cols, k, b * h * w, b * h * w));
+        let y = gemm_new(View::rows(flipped, g.c, k, k), View::rows(&cols, k, b * h * w, b * h * w));
         Ok((CpuStorage::F32(to_images(y, (b, h * w), None)), Shape::from((b, g.c, h, w))))
     }
 }

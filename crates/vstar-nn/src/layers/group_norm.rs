@@ -7,7 +7,7 @@ use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
 use super::fast_exp::{exp, silu};
-use super::lanes::lane_sum;
+use super::lanes::{lane_sum, mean_rstd};
 use super::linear::{forward_folded, DeltaList, Slots};
 
 #[derive(Debug, Clone, Copy)]
@@ -51,10 +51,7 @@ impl Dims {
 
     /// Mean and reciprocal standard deviation of one group's elements.
     fn stats(&self, x: &[f32]) -> (f32, f32) {
-        let n = x.len() as f64;
-        let mean = lane_sum(x.len(), |i| x[i] as f64) / n;
-        let var = lane_sum(x.len(), |i| (x[i] as f64 - mean).powi(2)) / n;
-        (mean as f32, (1.0 / (var + self.eps).sqrt()) as f32)
+        mean_rstd(x, self.eps)
     }
 }
 
@@ -125,20 +122,15 @@ impl CustomOp3 for Forward {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (groups, eps) = (self.groups, self.eps);
-        let frozen = !gamma.track_op() && !beta.track_op();
-        if self.silu && frozen {
-            let affine = Tensor::stack(&[gamma, beta], 0)?;
-            let dx = x
-                .track_op()
-                .then(|| x.apply_op3_no_bwd(&affine, &dy.contiguous()?, &GradInput { groups, eps, silu: true }))
-                .transpose()?;
-            return Ok((dx, None, None));
-        }
-        let dy = if self.silu {
-            let affine = Tensor::stack(&[gamma, beta], 0)?;
-            x.apply_op3_no_bwd(&affine, &dy.contiguous()?, &SiluGrad { groups, eps })?
-        } else {
-            dy.contiguous()?
+        let (dy, frozen) = (dy.contiguous()?, !gamma.track_op() && !beta.track_op());
+        let affine = self.silu.then(|| Tensor::stack(&[gamma, beta], 0)).transpose()?;
+        let dy = match &affine {
+            Some(affine) if frozen => {
+                let dx = x.track_op().then(|| x.apply_op3_no_bwd(affine, &dy, &GradInput { groups, eps, silu: true }));
+                return Ok((dx.transpose()?, None, None));
+            }
+            Some(affine) => x.apply_op3_no_bwd(affine, &dy, &SiluGrad { groups, eps })?,
+            None => dy,
         };
         // Only what is tracked: in LoRA or TI runs the norms' gain and shift are frozen, and a
         // returned gradient would also cost candle a zero tensor to add it to.
@@ -165,6 +157,23 @@ fn silu_slope(u: f32) -> f32 {
     s * (1.0 + u * (1.0 - s))
 }
 
+/// One group's `dy` (the gradient after the fused SiLU) taken back through it into `out`:
+/// dy * SiLU'(u), u the norm's output recomputed from `xg` and the group's `stats`.
+fn through_silu(
+    d: &Dims,
+    bg: usize,
+    stats: (f32, f32),
+    (gamma, beta): (&[f32], &[f32]),
+    (xg, dyg): (&[f32], &[f32]),
+    out: &mut [f32],
+) {
+    for (r, a, b) in d.affine(bg, stats, gamma, beta) {
+        for ((o, &xi), &g) in out[r.clone()].iter_mut().zip(&xg[r.clone()]).zip(&dyg[r]) {
+            *o = g * silu_slope(xi * a + b);
+        }
+    }
+}
+
 impl CustomOp3 for SiluGrad {
     fn name(&self) -> &'static str {
         "vstar-group-norm-silu-grad"
@@ -184,15 +193,10 @@ impl CustomOp3 for SiluGrad {
         let (gamma, beta) = affine.split_at(affine.len() / 2);
         let n = d.group_len();
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(n).zip(x.par_chunks(n).zip(dy.par_chunks(n))).enumerate().for_each(
-            |(bg, (og, (xg, dyg)))| {
-                for (r, a, b) in d.affine(bg, d.stats(xg), gamma, beta) {
-                    for ((o, &xi), &g) in og[r.clone()].iter_mut().zip(&xg[r.clone()]).zip(&dyg[r]) {
-                        *o = g * silu_slope(xi * a + b);
-                    }
-                }
-            },
-        );
+        out.par_chunks_mut(n)
+            .zip(x.par_chunks(n).zip(dy.par_chunks(n)))
+            .enumerate()
+            .for_each(|(bg, (og, (xg, dyg)))| through_silu(&d, bg, d.stats(xg), (gamma, beta), (xg, dyg), og));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -224,10 +228,8 @@ impl CustomOp3 for GradInput {
                 let c0 = (bg % d.groups) * d.cpg;
                 // The gradient before the SiLU, in a per-thread buffer.
                 let dyg = if self.silu {
-                    through.clear();
-                    for (r, a, b) in d.affine(bg, stats, gamma, beta) {
-                        through.extend(xg[r.clone()].iter().zip(&dyg[r]).map(|(&xi, &g)| g * silu_slope(xi * a + b)));
-                    }
+                    through.resize(n, 0.0);
+                    through_silu(&d, bg, stats, (gamma, beta), (xg, dyg), through);
                     &through[..]
                 } else {
                     dyg

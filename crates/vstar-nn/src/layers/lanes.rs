@@ -14,3 +14,12 @@ pub(crate) fn lane_sum(n: usize, term: impl Fn(usize) -> f64) -> f64 {
     }
     acc.iter().sum::<f64>() + (full..n).map(term).sum::<f64>()
 }
+
+/// Mean and reciprocal standard deviation (1 / sqrt(var + eps)) of `x`, summed in f64: the
+/// statistics of GroupNorm's groups and LayerNorm's rows.
+pub(crate) fn mean_rstd(x: &[f32], eps: f64) -> (f32, f32) {
+    let n = x.len() as f64;
+    let mean = lane_sum(x.len(), |i| x[i] as f64) / n;
+    let var = lane_sum(x.len(), |i| (x[i] as f64 - mean).powi(2)) / n;
+    (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
+}

@@ -7,7 +7,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape
 use rayon::prelude::*;
 
 use super::conv::f32_slice;
-use super::lanes::lane_sum;
+use super::lanes::{lane_sum, mean_rstd};
 
 /// Rows per parallel task: a row is one token's channels (a few hundred values).
 const ROWS_PER_TASK: usize = 32;
@@ -29,15 +29,7 @@ fn composed(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tens
     xn.broadcast_mul(weight)?.broadcast_add(bias)
 }
 
-/// Mean and reciprocal standard deviation of one row.
-fn stats(row: &[f32], eps: f64) -> (f32, f32) {
-    let n = row.len() as f64;
-    let mean = lane_sum(row.len(), |i| row[i] as f64) / n;
-    let var = lane_sum(row.len(), |i| (row[i] as f64 - mean).powi(2)) / n;
-    (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
-}
-
-/// The row length of `x` and a check that `weight` (and the gradient, if given) fit it.
+/// The row length of `x`, checked against the `weight` values it must match.
 fn row_len(l: &Layout, weight: usize) -> Result<usize> {
     let d = l.dims().last().copied().unwrap_or(0);
     if d == 0 || d != weight {
@@ -83,7 +75,7 @@ impl CustomOp3 for Forward {
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(d * ROWS_PER_TASK).zip(x.par_chunks(d * ROWS_PER_TASK)).for_each(|(yc, xc)| {
             for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
-                let (mean, rstd) = stats(xr, self.eps);
+                let (mean, rstd) = mean_rstd(xr, self.eps);
                 for (((o, &v), &g), &s) in yr.iter_mut().zip(xr).zip(w).zip(b) {
                     *o = (v - mean) * rstd * g + s;
                 }
@@ -135,7 +127,7 @@ impl CustomOp3 for GradInput {
         dx.par_chunks_mut(d * ROWS_PER_TASK).zip(rows).for_each(|(dc, (xc, gc))| {
             for ((dr, xr), gr) in dc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)) {
                 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), with g = dy * weight.
-                let (mean, rstd) = stats(xr, self.eps);
+                let (mean, rstd) = mean_rstd(xr, self.eps);
                 let mg = (lane_sum(d, |i| (gr[i] * w[i]) as f64) / d as f64) as f32;
                 let mgx = (lane_sum(d, |i| (gr[i] * w[i] * (xr[i] - mean) * rstd) as f64) / d as f64) as f32;
                 for i in 0..d {
@@ -165,7 +157,7 @@ impl CustomOp2 for GradAffine {
             .map(|(xc, gc)| {
                 let mut sums = vec![0f64; 2 * d];
                 for (xr, gr) in xc.chunks(d).zip(gc.chunks(d)) {
-                    let (mean, rstd) = stats(xr, self.eps);
+                    let (mean, rstd) = mean_rstd(xr, self.eps);
                     for i in 0..d {
                         sums[i] += (gr[i] * (xr[i] - mean) * rstd) as f64;
                         sums[d + i] += gr[i] as f64;

@@ -8,6 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
+use super::conv::{cpu, f32_slice};
 use super::gemm::{gemm_into, gemm_new, View};
 
 /// `a @ b`, the same values as candle's matmul.
@@ -24,7 +25,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `b^T` on every call. A frozen `bias` (n,) is written with the product: no op of its own,
 /// which would cost a pass forward and a zero fill and an add in candle's backward.
 pub fn matmul_frozen(a: &Tensor, b: &Tensor, b_t: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    if ours(a, b) && bias.is_none_or(|v| v.rank() == 1 && v.dtype() == DType::F32 && !v.track_op()) {
+    if ours(a, b) && frozen_bias(bias) {
         a.apply_op1(FrozenRight { b: b.clone(), b_t: b_t.clone(), bias: bias.cloned() })
     } else {
         let y = a.matmul(b)?;
@@ -44,6 +45,11 @@ fn product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// No bias, or one `FrozenRight` can write with its product: a frozen f32 vector.
+fn frozen_bias(bias: Option<&Tensor>) -> bool {
+    bias.is_none_or(|v| v.rank() == 1 && v.dtype() == DType::F32 && !v.track_op())
+}
+
 fn ours(a: &Tensor, b: &Tensor) -> bool {
     a.rank() == 2 && b.rank() == 2 && a.dtype() == DType::F32 && b.dtype() == DType::F32 && a.device().is_cpu()
 }
@@ -58,11 +64,17 @@ fn operand<'a>(s: &'a CpuStorage, l: &Layout) -> Result<View<'a>> {
     }
 }
 
-/// `a @ b` as an op's output, or an error naming both shapes if they do not match.
-fn multiply(a: View, b: View) -> Result<(CpuStorage, Shape)> {
+/// An error naming both shapes if `a @ b` does not match.
+fn check(a: View, b: View) -> Result<()> {
     if a.cols != b.rows {
         candle_core::bail!("product: ({}, {}) @ ({}, {}) do not match", a.rows, a.cols, b.rows, b.cols);
     }
+    Ok(())
+}
+
+/// `a @ b` as an op's output.
+fn multiply(a: View, b: View) -> Result<(CpuStorage, Shape)> {
+    check(a, b)?;
     Ok((CpuStorage::F32(gemm_new(a, b)), Shape::from((a.rows, b.cols))))
 }
 
@@ -94,15 +106,11 @@ impl FrozenRight {
     /// `a @ b [+ bias]` as row-major values.
     fn values(&self, a: View) -> Result<Vec<f32>> {
         let (storage, layout) = self.b.storage_and_layout();
-        let candle_core::Storage::Cpu(b) = &*storage else { candle_core::bail!("product: needs CPU operands") };
-        let b = operand(b, layout)?;
-        if a.cols != b.rows {
-            candle_core::bail!("product: ({}, {}) @ ({}, {}) do not match", a.rows, a.cols, b.rows, b.cols);
-        }
+        let b = operand(cpu(&storage, "product")?, layout)?;
+        check(a, b)?;
         let Some(bias) = &self.bias else { return Ok(gemm_new(a, b)) };
         let (storage, layout) = bias.storage_and_layout();
-        let candle_core::Storage::Cpu(bias) = &*storage else { candle_core::bail!("product: needs CPU operands") };
-        let bias = super::conv::f32_slice(bias, layout, "product bias")?;
+        let bias = f32_slice(cpu(&storage, "product bias")?, layout, "product bias")?;
         if bias.len() != b.cols {
             candle_core::bail!("product: a bias of {} values for {} columns", bias.len(), b.cols);
         }
@@ -124,7 +132,7 @@ pub fn matmul_frozen_low_rank(
     down: &Tensor,
     up: &Tensor,
 ) -> Result<Tensor> {
-    let fused = ours(a, b) && ours(down, up) && bias.is_none_or(|v| v.rank() == 1 && !v.track_op());
+    let fused = ours(a, b) && ours(down, up) && frozen_bias(bias);
     if !fused {
         return matmul_frozen(a, b, b_t, bias)? + matmul(&matmul(a, &down.t()?)?, &up.t()?)?;
     }
