@@ -38,3 +38,24 @@ t = {"z": z, "ctx": ctx, "t": ts, "target": target, "loss": loss.detach().reshap
 t.update({f"grad.{n}": p.grad for n, p in unet.named_parameters() if p.grad is not None})
 save_file({k: v.contiguous() for k, v in t.items()}, out / "unet.safetensors")
 print("vae params with grad:", sum(1 for k in t if k.startswith("grad.")))
+
+# A UNet with the pooled-text addition embedding (addition_embed_type "text", as Toyland's),
+# random weights (seeded), saved beside its gradients.
+torch.manual_seed(5)
+unet = UNet2DConditionModel(
+    sample_size=8, block_out_channels=(32, 32), layers_per_block=1,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=32, attention_head_dim=(2, 4), norm_num_groups=32,
+    addition_embed_type="text", addition_embed_type_num_heads=4)
+unet.save_pretrained(out / "unet-text-embed", safe_serialization=True)
+z = torch.randn(2, 4, 8, 8, generator=g)
+ctx = torch.randn(2, 7, 32, generator=g)
+ts = torch.tensor([10.0, 700.0])
+pred = unet(z, ts, ctx).sample
+target = torch.randn(2, 4, 8, 8, generator=g)
+loss = ((pred - target) ** 2).mean()
+loss.backward()
+t = {"z": z, "ctx": ctx, "t": ts, "target": target, "loss": loss.detach().reshape(1)}
+t.update({f"grad.{n}": p.grad for n, p in unet.named_parameters() if p.grad is not None})
+save_file({k: v.contiguous() for k, v in t.items()}, out / "unet-text-embed.safetensors")
+print("text-embed unet params with grad:", sum(1 for k in t if k.startswith("grad.")))

@@ -52,6 +52,9 @@ fn d_3() -> usize {
 fn d_1() -> usize {
     1
 }
+fn d_64() -> usize {
+    64
+}
 fn d_32() -> usize {
     32
 }
@@ -134,6 +137,9 @@ pub struct UNetConfig {
     pub addition_embed_type: Option<String>,
     #[serde(default)]
     pub addition_time_embed_dim: Option<usize>,
+    /// Heads of the `text` addition embedding's attention pooling (diffusers' default 64).
+    #[serde(default = "d_64")]
+    pub addition_embed_type_num_heads: usize,
     #[serde(default)]
     pub projection_class_embeddings_input_dim: Option<usize>,
     #[serde(default = "d_default")]
@@ -227,6 +233,18 @@ impl UNetConfig {
                     )));
                 }
             }
+            Some("text") => {
+                let dim = self.text_embed_dim();
+                if !matches!(self.cross_attention_dim, PerBlock::One(_))
+                    || dim % self.addition_embed_type_num_heads.max(1) != 0
+                {
+                    return Err(Error::Msg(format!(
+                        "{p}: `addition_embed_type` text needs one `cross_attention_dim` divisible by \
+                         `addition_embed_type_num_heads` ({:?} and {})",
+                        self.cross_attention_dim, self.addition_embed_type_num_heads
+                    )));
+                }
+            }
             Some(t) => return Err(unsupported(p, "addition_embed_type", t)),
         }
         if self.only_cross_attention.any() {
@@ -297,6 +315,14 @@ impl UNetConfig {
                 cross_attention_dim: cad[i],
             })
             .collect())
+    }
+
+    /// Width of the text embeddings (the `text` addition embedding pools them).
+    pub fn text_embed_dim(&self) -> usize {
+        match &self.cross_attention_dim {
+            PerBlock::One(d) => *d,
+            PerBlock::Many(v) => v[0],
+        }
     }
 
     pub fn time_embed_dim(&self) -> usize {

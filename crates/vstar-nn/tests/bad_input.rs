@@ -4,7 +4,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use vstar_nn::config::VaeConfig;
+use vstar_nn::config::{UNetConfig, VaeConfig};
 use vstar_nn::models::Vae;
 use vstar_nn::weights::load_component;
 
@@ -71,6 +71,29 @@ fn unsupported_config_value_is_named() {
     .unwrap();
     let e = VaeConfig::from_file(&d.join("config.json")).err().unwrap().to_string();
     assert!(e.contains("act_fn") && e.contains("not supported"), "{e}");
+}
+
+/// The pooled-text addition embedding splits the text width over its heads: a width the heads
+/// do not divide is refused with both keys named.
+#[test]
+fn text_addition_embedding_heads_must_divide_the_text_width() {
+    let d = tmp("textheads");
+    let unet = |heads: usize| {
+        format!(
+            r#"{{"block_out_channels": [32, 64], "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+            "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "cross_attention_dim": 32,
+            "addition_embed_type": "text", "addition_embed_type_num_heads": {heads}}}"#
+        )
+    };
+    let path = d.join("config.json");
+    std::fs::write(&path, unet(4)).unwrap();
+    assert!(UNetConfig::from_file(&path).is_ok());
+    std::fs::write(&path, unet(5)).unwrap();
+    let e = UNetConfig::from_file(&path).err().unwrap().to_string();
+    assert!(
+        e.contains("config.json") && e.contains("addition_embed_type_num_heads") && e.contains("cross_attention_dim"),
+        "{e}"
+    );
 }
 
 #[test]

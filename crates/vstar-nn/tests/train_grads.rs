@@ -64,18 +64,28 @@ fn vae_gradients_match_pytorch() {
     compare(&vm, &loss.backward().unwrap(), &want);
 }
 
-#[test]
-fn unet_gradients_match_pytorch() {
-    let dir = fixtures().join("sd15-tiny/unet");
+/// A denoising loss through the UNet in `dir` against PyTorch's gradients in `grads`.
+fn check_unet(dir: PathBuf, grads: &str) {
     let cfg = UNetConfig::from_file(&dir.join("config.json")).unwrap();
     let (mut vm, vb) = vars();
     let unet = UNet::new(&cfg, vb).unwrap();
     vm.load(dir.join("diffusion_pytorch_model.safetensors")).unwrap();
-    let want = candle_core::safetensors::load(fixtures().join("train-grads/unet.safetensors"), &Device::Cpu).unwrap();
+    let want = candle_core::safetensors::load(fixtures().join("train-grads").join(grads), &Device::Cpu).unwrap();
     let pred = unet.forward(&want["z"], &want["t"], &want["ctx"], None, &mut Ctx::default()).unwrap();
     let loss = (pred - &want["target"]).unwrap().sqr().unwrap().mean_all().unwrap();
     let l = loss.to_scalar::<f32>().unwrap();
     let lw = want["loss"].to_vec1::<f32>().unwrap()[0];
     assert!((l - lw).abs() < 1e-5 * lw.abs().max(1.0), "loss {l} vs {lw}");
     compare(&vm, &loss.backward().unwrap(), &want);
+}
+
+#[test]
+fn unet_gradients_match_pytorch() {
+    check_unet(fixtures().join("sd15-tiny/unet"), "unet.safetensors");
+}
+
+/// `addition_embed_type: "text"` (Toyland's UNet): the pooled text joins the time embedding.
+#[test]
+fn unet_with_text_addition_embedding_matches_pytorch() {
+    check_unet(fixtures().join("train-grads/unet-text-embed"), "unet-text-embed.safetensors");
 }

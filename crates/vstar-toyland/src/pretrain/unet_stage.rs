@@ -17,7 +17,10 @@
 //! the loss at every t; but at 6000 it was only level with this recipe's 7200 (71% vs 72%), with
 //! colour behind and no polluted token bound, so it is not the recipe.
 //! Cross-attention at 8x8 too (4.99 M parameters, 1.9 s/step then) drew the superclass in 8% at
-//! 1200 steps.
+//! 1200 steps. Nor does the prompt reaching every ResNet block make the class word learned
+//! sooner: with the pooled text added to the time embedding (diffusers' `addition_embed_type:
+//! "text"`, 4 heads; 2026-12-07, 0.84 s/step), 1200 steps of the first phase drew the superclass
+//! in 16.7% and every element in 1.6% of `toyland check`'s images, this recipe in 18.2% and 2.6%.
 
 use super::clip_stage::{self, CONTEXT};
 use super::data::{self, item_seed};

@@ -1,6 +1,7 @@
 //! Sinusoidal timestep features and the MLP that embeds them (diffusers `Timesteps`,
-//! `TimestepEmbedding`).
+//! `TimestepEmbedding`), and the pooled-text addition embedding (`TextTimeEmbedding`).
 
+use crate::layers::ops::{softmax_last, LayerNorm};
 use crate::layers::{AdaptedLinear, Slots};
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -38,5 +39,69 @@ impl TimestepEmbedding {
     /// `scale`: one adapter strength per batch row (B,); None = strength 1.
     pub fn forward(&self, x: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
         self.linear_2.forward(&self.linear_1.forward(x, scale)?.silu()?, scale)
+    }
+}
+
+/// diffusers' `TextTimeEmbedding` (`addition_embed_type: "text"`): the text embeddings pooled
+/// by attention into one vector that is added to the time embedding, so the prompt reaches
+/// every ResNet block, not only the cross-attention levels.
+#[derive(Debug, Clone)]
+pub struct TextTimeEmbedding {
+    norm1: LayerNorm,
+    pool: AttentionPooling,
+    proj: AdaptedLinear,
+    norm2: LayerNorm,
+}
+
+impl TextTimeEmbedding {
+    pub fn new(dim: usize, temb_dim: usize, heads: usize, vb: VarBuilder, slots: &Slots) -> Result<Self> {
+        Ok(Self {
+            norm1: LayerNorm::new(dim, 1e-5, vb.pp("norm1"))?,
+            pool: AttentionPooling::new(dim, heads, vb.pp("pool"), slots)?,
+            proj: AdaptedLinear::new(dim, temb_dim, true, vb.pp("proj"), slots)?,
+            norm2: LayerNorm::new(temb_dim, 1e-5, vb.pp("norm2"))?,
+        })
+    }
+
+    /// (B, L, D) text embeddings -> (B, temb_dim).
+    pub fn forward(&self, text: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
+        let pooled = self.pool.forward(&self.norm1.forward(text)?, scale)?;
+        self.norm2.forward(&self.proj.forward(&pooled, scale)?)
+    }
+}
+
+/// One query - the mean token plus a learned position - attending over itself and the tokens
+/// (diffusers' `AttentionPooling`, from DeepFloyd IF).
+#[derive(Debug, Clone)]
+struct AttentionPooling {
+    positional_embedding: Tensor,
+    q_proj: AdaptedLinear,
+    k_proj: AdaptedLinear,
+    v_proj: AdaptedLinear,
+    heads: usize,
+}
+
+impl AttentionPooling {
+    fn new(dim: usize, heads: usize, vb: VarBuilder, slots: &Slots) -> Result<Self> {
+        let init = candle_nn::Init::Randn { mean: 0.0, stdev: (dim as f64).powf(-0.5) };
+        Ok(Self {
+            positional_embedding: vb.get_with_hints((1, dim), "positional_embedding", init)?,
+            q_proj: AdaptedLinear::new(dim, dim, true, vb.pp("q_proj"), slots)?,
+            k_proj: AdaptedLinear::new(dim, dim, true, vb.pp("k_proj"), slots)?,
+            v_proj: AdaptedLinear::new(dim, dim, true, vb.pp("v_proj"), slots)?,
+            heads,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, scale: Option<&Tensor>) -> Result<Tensor> {
+        let (b, _, d) = x.dims3()?;
+        let query = x.mean_keepdim(1)?.broadcast_add(&self.positional_embedding)?;
+        let tokens = Tensor::cat(&[&query, x], 1)?;
+        let heads = |t: Tensor| t.reshape((b, (), self.heads, d / self.heads))?.transpose(1, 2)?.contiguous();
+        let q = heads(self.q_proj.forward(&query, scale)?)?;
+        let k = heads(self.k_proj.forward(&tokens, scale)?)?;
+        let v = heads(self.v_proj.forward(&tokens, scale)?)?;
+        let w = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? / ((d / self.heads) as f64).sqrt())?;
+        softmax_last(&w)?.matmul(&v)?.reshape((b, d))
     }
 }

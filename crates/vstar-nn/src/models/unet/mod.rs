@@ -13,7 +13,7 @@ use crate::layers::group_norm::GroupNorm;
 use crate::layers::Slots;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
-use embeddings::TimestepEmbedding;
+use embeddings::{TextTimeEmbedding, TimestepEmbedding};
 use transformer::{Transformer2D, TransformerSpec};
 
 /// SDXL's extra conditioning: pooled text embedding (B, P) and size/crop ids (B, 6).
@@ -39,13 +39,22 @@ impl Level {
     }
 }
 
+/// What `addition_embed_type` adds to the time embedding.
+#[derive(Debug, Clone)]
+enum AddEmbedding {
+    /// SDXL (`text_time`): pooled text embedding and size/crop ids, given by the caller.
+    TextTime(TimestepEmbedding),
+    /// `text`: the UNet pools the text embeddings it is given itself.
+    Text(TextTimeEmbedding),
+}
+
 #[derive(Debug, Clone)]
 pub struct UNet {
     pub config: UNetConfig,
     pub slots: Slots,
     conv_in: Conv2d,
     time_embedding: TimestepEmbedding,
-    add_embedding: Option<TimestepEmbedding>,
+    add_embedding: Option<AddEmbedding>,
     down: Vec<(Level, Option<Downsample>)>,
     mid: (ResnetBlock, Transformer2D, ResnetBlock),
     up: Vec<(Level, Option<Upsample>)>,
@@ -82,10 +91,13 @@ impl UNet {
         let kin = cfg.conv_in_kernel;
         let conv_in = Conv2d::adapted(cfg.in_channels, c0, kin, 1, (kin - 1) / 2, vb.pp("conv_in"), &slots)?;
         let time_embedding = TimestepEmbedding::new(c0, temb_dim, vb.pp("time_embedding"), &slots)?;
-        let add_embedding = match cfg.projection_class_embeddings_input_dim {
-            Some(d) if cfg.addition_embed_type.is_some() => {
-                Some(TimestepEmbedding::new(d, temb_dim, vb.pp("add_embedding"), &slots)?)
+        let vba = vb.pp("add_embedding");
+        let add_embedding = match (cfg.addition_embed_type.as_deref(), cfg.projection_class_embeddings_input_dim) {
+            (Some("text"), _) => {
+                let heads = cfg.addition_embed_type_num_heads;
+                Some(AddEmbedding::Text(TextTimeEmbedding::new(cfg.text_embed_dim(), temb_dim, heads, vba, &slots)?))
             }
+            (Some(_), Some(d)) => Some(AddEmbedding::TextTime(TimestepEmbedding::new(d, temb_dim, vba, &slots)?)),
             _ => None,
         };
         let n = blocks.len();
@@ -199,15 +211,19 @@ impl UNet {
         let scale = ctx.adapter_scale.clone();
         let scale = scale.as_ref();
         let mut temb = self.time_embedding.forward(&tf, scale)?;
-        if let Some(add) = &self.add_embedding {
-            let a = added.ok_or_else(|| {
-                candle_core::Error::Msg("this UNet (SDXL-style) needs pooled text embeddings and time ids".into())
-            })?;
-            let dim = cfg.addition_time_embed_dim.unwrap_or(0);
-            let ids = a.time_ids.flatten_all()?;
-            let time_feats = timestep_features(&ids, dim, cfg.flip_sin_to_cos, cfg.freq_shift)?.reshape((b, ()))?;
-            let feats = Tensor::cat(&[&a.text_embeds, &time_feats], 1)?;
-            temb = (temb + add.forward(&feats, scale)?)?;
+        match &self.add_embedding {
+            Some(AddEmbedding::TextTime(add)) => {
+                let a = added.ok_or_else(|| {
+                    candle_core::Error::Msg("this UNet (SDXL-style) needs pooled text embeddings and time ids".into())
+                })?;
+                let dim = cfg.addition_time_embed_dim.unwrap_or(0);
+                let ids = a.time_ids.flatten_all()?;
+                let time_feats = timestep_features(&ids, dim, cfg.flip_sin_to_cos, cfg.freq_shift)?.reshape((b, ()))?;
+                let feats = Tensor::cat(&[&a.text_embeds, &time_feats], 1)?;
+                temb = (temb + add.forward(&feats, scale)?)?;
+            }
+            Some(AddEmbedding::Text(add)) => temb = temb.broadcast_add(&add.forward(context, scale)?)?,
+            None => {}
         }
         let temb = temb.silu()?;
 
