@@ -26,20 +26,24 @@ t = {"x": x, "loss": loss.detach().reshape(1)}
 t.update({f"grad.{n}": p.grad for n, p in vae.named_parameters() if p.grad is not None})
 save_file({k: v.contiguous() for k, v in t.items()}, out / "vae.safetensors")
 
-unet = UNet2DConditionModel.from_pretrained(ROOT / "sd15-tiny" / "unet").float()
-z = torch.randn(2, 4, 16, 16, generator=g)
-ctx = torch.randn(2, 77, unet.config.cross_attention_dim, generator=g)
-ts = torch.tensor([10.0, 700.0])
-pred = unet(z, ts, ctx).sample
-target = torch.randn(2, 4, 16, 16, generator=g)
-loss = ((pred - target) ** 2).mean()
-loss.backward()
-t = {"z": z, "ctx": ctx, "t": ts, "target": target, "loss": loss.detach().reshape(1)}
-t.update({f"grad.{n}": p.grad for n, p in unet.named_parameters() if p.grad is not None})
-save_file({k: v.contiguous() for k, v in t.items()}, out / "unet.safetensors")
-print("vae params with grad:", sum(1 for k in t if k.startswith("grad.")))
 
-# A UNet with the pooled-text addition embedding (addition_embed_type "text", as Toyland's),
+def unet_grads(unet, side, context_len, name):
+    """A denoising loss on a fixed batch: its inputs, loss and every parameter's gradient."""
+    z = torch.randn(2, 4, side, side, generator=g)
+    ctx = torch.randn(2, context_len, unet.config.cross_attention_dim, generator=g)
+    ts = torch.tensor([10.0, 700.0])
+    target = torch.randn(2, 4, side, side, generator=g)
+    loss = ((unet(z, ts, ctx).sample - target) ** 2).mean()
+    loss.backward()
+    t = {"z": z, "ctx": ctx, "t": ts, "target": target, "loss": loss.detach().reshape(1)}
+    t.update({f"grad.{n}": p.grad for n, p in unet.named_parameters() if p.grad is not None})
+    save_file({k: v.contiguous() for k, v in t.items()}, out / name)
+    print(name, "parameters with a gradient:", sum(1 for k in t if k.startswith("grad.")))
+
+
+unet_grads(UNet2DConditionModel.from_pretrained(ROOT / "sd15-tiny" / "unet").float(), 16, 77, "unet.safetensors")
+
+# A UNet with the pooled-text addition embedding (diffusers' addition_embed_type "text"),
 # random weights (seeded), saved beside its gradients.
 torch.manual_seed(5)
 unet = UNet2DConditionModel(
@@ -48,14 +52,4 @@ unet = UNet2DConditionModel(
     cross_attention_dim=32, attention_head_dim=(2, 4), norm_num_groups=32,
     addition_embed_type="text", addition_embed_type_num_heads=4)
 unet.save_pretrained(out / "unet-text-embed", safe_serialization=True)
-z = torch.randn(2, 4, 8, 8, generator=g)
-ctx = torch.randn(2, 7, 32, generator=g)
-ts = torch.tensor([10.0, 700.0])
-pred = unet(z, ts, ctx).sample
-target = torch.randn(2, 4, 8, 8, generator=g)
-loss = ((pred - target) ** 2).mean()
-loss.backward()
-t = {"z": z, "ctx": ctx, "t": ts, "target": target, "loss": loss.detach().reshape(1)}
-t.update({f"grad.{n}": p.grad for n, p in unet.named_parameters() if p.grad is not None})
-save_file({k: v.contiguous() for k, v in t.items()}, out / "unet-text-embed.safetensors")
-print("text-embed unet params with grad:", sum(1 for k in t if k.startswith("grad.")))
+unet_grads(unet, 8, 7, "unet-text-embed.safetensors")
