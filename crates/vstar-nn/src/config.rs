@@ -234,10 +234,8 @@ impl UNetConfig {
                 }
             }
             Some("text") => {
-                let dim = self.text_embed_dim();
-                if !matches!(self.cross_attention_dim, PerBlock::One(_))
-                    || dim % self.addition_embed_type_num_heads.max(1) != 0
-                {
+                let heads = self.addition_embed_type_num_heads;
+                if !matches!(self.cross_attention_dim, PerBlock::One(d) if heads > 0 && d % heads == 0) {
                     return Err(Error::Msg(format!(
                         "{p}: `addition_embed_type` text needs one `cross_attention_dim` divisible by \
                          `addition_embed_type_num_heads` ({:?} and {})",
@@ -315,14 +313,6 @@ impl UNetConfig {
                 cross_attention_dim: cad[i],
             })
             .collect())
-    }
-
-    /// Width of the text embeddings (the `text` addition embedding pools them).
-    pub fn text_embed_dim(&self) -> usize {
-        match &self.cross_attention_dim {
-            PerBlock::One(d) => *d,
-            PerBlock::Many(v) => v[0],
-        }
     }
 
     pub fn time_embed_dim(&self) -> usize {

@@ -74,7 +74,7 @@ fn unsupported_config_value_is_named() {
 }
 
 /// The pooled-text addition embedding splits the text width over its heads: a width the heads
-/// do not divide is refused with both keys named.
+/// do not divide (or no heads) is refused with both keys named.
 #[test]
 fn text_addition_embedding_heads_must_divide_the_text_width() {
     let d = tmp("textheads");
@@ -88,12 +88,16 @@ fn text_addition_embedding_heads_must_divide_the_text_width() {
     let path = d.join("config.json");
     std::fs::write(&path, unet(4)).unwrap();
     assert!(UNetConfig::from_file(&path).is_ok());
-    std::fs::write(&path, unet(5)).unwrap();
-    let e = UNetConfig::from_file(&path).err().unwrap().to_string();
-    assert!(
-        e.contains("config.json") && e.contains("addition_embed_type_num_heads") && e.contains("cross_attention_dim"),
-        "{e}"
-    );
+    for heads in [5, 0] {
+        std::fs::write(&path, unet(heads)).unwrap();
+        let e = UNetConfig::from_file(&path).err().unwrap().to_string();
+        assert!(
+            e.contains("config.json")
+                && e.contains("addition_embed_type_num_heads")
+                && e.contains("cross_attention_dim"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

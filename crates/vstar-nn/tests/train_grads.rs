@@ -84,7 +84,7 @@ fn unet_gradients_match_pytorch() {
     check_unet(fixtures().join("sd15-tiny/unet"), "unet.safetensors");
 }
 
-/// `addition_embed_type: "text"` (Toyland's UNet): the pooled text joins the time embedding.
+/// `addition_embed_type: "text"`: the pooled text joins the time embedding.
 #[test]
 fn unet_with_text_addition_embedding_matches_pytorch() {
     check_unet(fixtures().join("train-grads/unet-text-embed"), "unet-text-embed.safetensors");

@@ -94,8 +94,9 @@ impl UNet {
         let vba = vb.pp("add_embedding");
         let add_embedding = match (cfg.addition_embed_type.as_deref(), cfg.projection_class_embeddings_input_dim) {
             (Some("text"), _) => {
-                let heads = cfg.addition_embed_type_num_heads;
-                Some(AddEmbedding::Text(TextTimeEmbedding::new(cfg.text_embed_dim(), temb_dim, heads, vba, &slots)?))
+                // One text width for every block (checked by the config): the pooled tokens'.
+                let (dim, heads) = (blocks[0].cross_attention_dim, cfg.addition_embed_type_num_heads);
+                Some(AddEmbedding::Text(TextTimeEmbedding::new(dim, temb_dim, heads, vba, &slots)?))
             }
             (Some(_), Some(d)) => Some(AddEmbedding::TextTime(TimestepEmbedding::new(d, temb_dim, vba, &slots)?)),
             _ => None,
