@@ -14,8 +14,8 @@ pub struct TowerConfig {
     pub channels: Vec<usize>,
     pub embed_dim: usize,
     pub groups: usize,
-    /// Stride of the first conv: 2 halves the input at once (the CLIP stand-ins look at
-    /// 16x16, enough for scene/colour/class words and 4x cheaper; the oracles keep 1).
+    /// Stride of the first conv: 2 halves the input at once (the towers then work at 16x16,
+    /// 4x cheaper; with 1 the identity oracle's embedding collapsed, see oracle_stage.rs).
     #[serde(default = "one")]
     pub stem_stride: usize,
 }
