@@ -65,7 +65,7 @@ impl Recipe {
         Self {
             vae_steps: 1600,
             clip_steps: 300,
-            unet_phases: vec![(3600, 1.5e-3), (3600, 9e-4), (3600, 9e-4)],
+            unet_phases: vec![(3600, 1.5e-3), (3600, 9e-4), (3600, 9e-4), (3600, 9e-4)],
             attribute_steps: 16000,
             identity_steps: 16000,
             eval_clip_steps: 300,
