@@ -80,19 +80,34 @@ pub fn held_out(n: usize) -> (Vec<SceneSpec>, Vec<Labels>) {
         .unzip()
 }
 
-/// Accuracy of predictions against labels per (head, true class).
-fn class_accuracy(preds: &[Vec<usize>], labels: &[Labels]) -> BTreeMap<(usize, usize), (usize, usize)> {
-    let mut acc: BTreeMap<(usize, usize), (usize, usize)> = BTreeMap::new();
+/// Per (head, true or asked class): how often each class was read.
+type Reads = BTreeMap<(usize, usize), BTreeMap<usize, usize>>;
+
+/// What the oracle read for each labelled head of each render.
+fn oracle_reads(preds: &[Vec<usize>], labels: &[Labels]) -> Reads {
+    let mut reads = Reads::new();
     for (p, l) in preds.iter().zip(labels) {
         for (h, t) in oracle_targets(l).iter().enumerate() {
             if let Some(t) = t {
-                let e = acc.entry((h, *t)).or_default();
-                e.1 += 1;
-                e.0 += (p[h] == *t) as usize;
+                *reads.entry((h, *t)).or_default().entry(p[h]).or_default() += 1;
             }
         }
     }
-    acc
+    reads
+}
+
+/// Per (head, class): (read right, total).
+fn class_hits(reads: &Reads) -> BTreeMap<(usize, usize), (usize, usize)> {
+    reads.iter().map(|(&(h, c), r)| ((h, c), (r.get(&c).copied().unwrap_or(0), r.values().sum()))).collect()
+}
+
+/// The class most often read in place of `class` of `head`, with its count ("-" if none).
+fn read_instead(reads: &Reads, head: usize, class: usize) -> String {
+    reads
+        .get(&(head, class))
+        .and_then(|r| r.iter().filter(|(&k, _)| k != class).max_by_key(|(_, &c)| c))
+        .map(|(&k, &c)| format!("{} ({c})", class_name(head, k)))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Per-head figures: per-class (hits, n) counts summed over each head's classes.
@@ -128,16 +143,25 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
     let on_round = in_chunks(&round, 64, |c| judges.attributes(c))?;
     out(&format!("## Attribute oracle on {} held-out renders (half reserved-region instances)", size.renders));
     out("| head | renders | VAE round trips |\n|---|---|---|");
-    let (by_class, by_class_round) = (class_accuracy(&on_renders, &labels), class_accuracy(&on_round, &labels));
+    let (reads, reads_round) = (oracle_reads(&on_renders, &labels), oracle_reads(&on_round, &labels));
+    let (by_class, by_class_round) = (class_hits(&reads), class_hits(&reads_round));
     for (h, ((a, n), (b, m))) in head_accuracy(&by_class).into_iter().zip(head_accuracy(&by_class_round)).enumerate() {
         out(&format!("| {} | {} | {} |", HEADS[h].0, pct(a, n), pct(b, m)));
     }
-    out("\n### Classes read right in under 95% of renders or round trips");
-    out("| head | class | renders | VAE round trips |\n|---|---|---|---|");
+    out("\n### Classes read right in under 95% of renders or round trips, and what was read most often instead");
+    out("| head | class | renders | read instead | VAE round trips | read instead |\n|---|---|---|---|---|---|");
     for (&(h, c), &(a, n)) in &by_class {
         let (b, m) = by_class_round.get(&(h, c)).copied().unwrap_or((0, n));
         if a * 100 < 95 * n || b * 100 < 95 * m {
-            out(&format!("| {} | {} | {} | {} |", HEADS[h].0, class_name(h, c), pct(a, n), pct(b, m)));
+            out(&format!(
+                "| {} | {} | {} | {} | {} | {} |",
+                HEADS[h].0,
+                class_name(h, c),
+                pct(a, n),
+                read_instead(&reads, h, c),
+                pct(b, m),
+                read_instead(&reads_round, h, c)
+            ));
         }
     }
 
@@ -180,8 +204,7 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
     // 3. The base model with CFG on held-out prompt combinations.
     let cfg = Cfg { scale: GUIDANCE };
     let mut all_present = (0, 0);
-    // (head, asked class) -> how often each class was read.
-    let mut per_value: BTreeMap<(usize, usize), BTreeMap<usize, usize>> = BTreeMap::new();
+    let mut per_value = Reads::new();
     for p in 0..size.prompts {
         let mut rng = ChaCha8Rng::seed_from_u64(data::item_seed(CHECK_STREAM, 3, p, 0));
         let sc = Superclass::ALL[p % Superclass::ALL.len()];
@@ -202,10 +225,7 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
         }
     }
     // (head, asked class) -> (present, asked); each element's figure is their sum over its values.
-    let present: BTreeMap<(usize, usize), (usize, usize)> = per_value
-        .iter()
-        .map(|(&(h, asked), reads)| ((h, asked), (reads.get(&asked).copied().unwrap_or(0), reads.values().sum())))
-        .collect();
+    let present = class_hits(&per_value);
     let mut per_element: Vec<(&str, (usize, usize))> = head_accuracy(&present)
         .into_iter()
         .enumerate()
@@ -223,14 +243,9 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
     out(&format!("| every element of the prompt | {} |", pct(all_present.0, all_present.1)));
     out("\n### Per asked value: how often present, and what the oracle read most often instead");
     out("| element | asked | present | read instead |\n|---|---|---|---|");
-    for (&(head, asked), reads) in &per_value {
-        let instead = reads
-            .iter()
-            .filter(|(&r, _)| r != asked)
-            .max_by_key(|(_, &c)| c)
-            .map(|(&r, &c)| format!("{} ({c})", class_name(head, r)))
-            .unwrap_or_else(|| "-".into());
+    for &(head, asked) in per_value.keys() {
         let (a, n) = present[&(head, asked)];
+        let instead = read_instead(&per_value, head, asked);
         out(&format!("| {} | {} | {} | {instead} |", HEADS[head].0, class_name(head, asked), pct(a, n)));
     }
 
@@ -283,25 +298,29 @@ pub fn run(model_dir: &Path, size: CheckSize, out: &mut dyn FnMut(&str)) -> Resu
 mod tests {
     use super::*;
 
-    /// Per-class counts: an oracle that reads every label right scores each class n/n; one wrong
-    /// superclass read costs exactly that item's class one hit, and the head totals are the sums.
+    /// Per-class counts: an oracle that reads every label right scores each class n/n and has
+    /// nothing read instead; one wrong superclass read costs exactly that item's class one hit,
+    /// is named as what was read instead, and the head totals are the sums.
     #[test]
-    fn class_accuracy_counts_each_true_class() {
+    fn reads_count_each_true_class_and_name_the_misread() {
         let (_, labels) = held_out(24);
         let mut preds: Vec<Vec<usize>> =
             labels.iter().map(|l| oracle_targets(l).iter().map(|t| t.unwrap_or(0)).collect()).collect();
-        let perfect = class_accuracy(&preds, &labels);
-        assert!(perfect.values().all(|&(hits, n)| hits == n && n > 0));
+        let perfect = oracle_reads(&preds, &labels);
+        assert!(class_hits(&perfect).values().all(|&(right, n)| right == n && n > 0));
+        assert!(perfect.keys().all(|&(h, c)| read_instead(&perfect, h, c) == "-"));
         let wrong_class = oracle_targets(&labels[0])[0].unwrap();
-        preds[0][0] = (wrong_class + 1) % HEADS[0].1;
-        let one_off = class_accuracy(&preds, &labels);
-        for (k, &(hits, n)) in &one_off {
+        let read = (wrong_class + 1) % HEADS[0].1;
+        preds[0][0] = read;
+        let one_off = oracle_reads(&preds, &labels);
+        for (k, &(right, n)) in &class_hits(&one_off) {
             let expect = if *k == (0, wrong_class) { n - 1 } else { n };
-            assert_eq!(hits, expect, "{k:?}");
+            assert_eq!(right, expect, "{k:?}");
         }
-        let heads = head_accuracy(&one_off);
+        assert_eq!(read_instead(&one_off, 0, wrong_class), format!("{} (1)", class_name(0, read)));
+        let heads = head_accuracy(&class_hits(&one_off));
         assert_eq!(heads[0], (23, 24));
-        assert_eq!(heads.iter().map(|h| h.1).sum::<usize>(), one_off.values().map(|v| v.1).sum::<usize>());
+        assert_eq!(heads.iter().map(|h| h.1).sum::<usize>(), class_hits(&one_off).values().map(|v| v.1).sum::<usize>());
     }
 
     /// Every class of every head has a name, distinct within its head, and it is the name of the
